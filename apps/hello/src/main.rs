@@ -1,0 +1,6 @@
+//! Hello.
+#![no_std]
+#![no_main]
+
+fn main() {}
+hermit::entry!(main);

@@ -1,0 +1,402 @@
+//! The one definition of every boundary between a hermit kernel and whatever
+//! started it: the boot-info structure a loader hands to the kernel, the
+//! register state at kernel entry, uhyve's port-I/O hypercalls, and the I/O
+//! ports the kernel uses under QEMU.
+//!
+//! This crate is `no_std`, has no dependencies and contains only `#[repr(C)]`
+//! data and constants, so the kernel (guest side) and uhyve, the PVH loader
+//! and the proxy (host side) agree on layout by construction. It is not a
+//! loader: placing an image into memory lives in `hermit-loader`.
+//!
+//! # Kernel entry contract
+//!
+//! Whoever starts a kernel (uhyve directly, or the PVH loader under QEMU)
+//! enters it at the ELF entry point of the relocated image with:
+//! - the CPU in 64-bit long mode, paging on, interrupts disabled
+//!   (`RFLAGS = 0x2`), `CR0.WP`, `EFER.NXE` set;
+//! - an identity map (virtual == physical) of at least `[0, 4 GiB)` and of all
+//!   RAM listed in the memory map, writable and executable, in 2 MiB pages;
+//! - a GDT with a flat 64-bit code segment at selector [`GDT_KERNEL_CODE`] and
+//!   a data segment at [`GDT_KERNEL_DATA`] (the kernel loads its own later);
+//! - `RSP` inside a boot stack of at least [`BOOT_STACK_SIZE`] bytes whose top
+//!   is 16-byte aligned (`RSP` is that top);
+//! - `RDI` = guest-physical address of a valid [`BootInfo`].
+//!
+//! [`BootInfo`] and everything it points to lie in memory that the memory map
+//! does not list as [`MemoryKind::Usable`], so the kernel may read it at any
+//! time.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+/// `BootInfo::magic`: "HRMTBOOT" in little-endian byte order.
+pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"HRMTBOOT");
+/// `BootInfo::version`; bumped on every incompatible layout change.
+pub const BOOT_INFO_VERSION: u32 = 1;
+/// Maximum number of entries in [`BootInfo::memory`].
+pub const MAX_MEMORY_REGIONS: usize = 32;
+/// Minimum size of the boot stack the loader provides.
+pub const BOOT_STACK_SIZE: u64 = 256 * 1024;
+/// Selector of the loader's flat 64-bit code segment.
+pub const GDT_KERNEL_CODE: u16 = 0x08;
+/// Selector of the loader's flat data segment.
+pub const GDT_KERNEL_DATA: u16 = 0x10;
+
+/// Which hypervisor the kernel runs on; selects console and exit mechanism.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// uhyve: console, exit and host services through [`hypercall`]s.
+    Uhyve = 1,
+    /// QEMU (PVH boot): serial ports and `isa-debug-exit`, see [`qemu`].
+    Qemu = 2,
+}
+
+/// The kind of a physical memory range.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Free RAM the kernel may allocate.
+    Usable = 1,
+    /// RAM that holds the kernel image, boot stack, page tables or boot info.
+    Reserved = 2,
+}
+
+/// One physical memory range. `start` and `len` are multiples of 4 KiB.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryRegion {
+    /// First byte (guest physical).
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What the range is: a [`MemoryKind`] value (raw, so that a bad value
+    /// from a loader cannot be an invalid enum).
+    pub kind: u32,
+    /// Zero.
+    pub _reserved: u32,
+}
+
+impl MemoryRegion {
+    /// An empty placeholder entry.
+    pub const EMPTY: Self = Self {
+        start: 0,
+        len: 0,
+        kind: MemoryKind::Reserved as u32,
+        _reserved: 0,
+    };
+
+    /// The kind, if it is a known one.
+    pub const fn kind(&self) -> Option<MemoryKind> {
+        match self.kind {
+            1 => Some(MemoryKind::Usable),
+            2 => Some(MemoryKind::Reserved),
+            _ => None,
+        }
+    }
+
+    /// One past the last byte.
+    pub const fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// A byte range in guest-physical memory (`addr == 0 && len == 0` means none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysSlice {
+    /// Guest-physical address of the first byte.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// A list of strings in guest memory: `count` NUL-terminated UTF-8 strings
+/// stored back to back in `bytes`. Environment entries have the form
+/// `NAME=VALUE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StringList {
+    /// The packed strings, each with its terminating NUL.
+    pub bytes: PhysSlice,
+    /// Number of strings.
+    pub count: u64,
+}
+
+/// The image's thread-local storage template (the ELF `PT_TLS` segment).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsTemplate {
+    /// Guest-physical address of the initialised part (`.tdata`).
+    pub start: u64,
+    /// Size of the initialised part.
+    pub file_size: u64,
+    /// Total size including `.tbss`.
+    pub mem_size: u64,
+    /// Required alignment.
+    pub align: u64,
+}
+
+/// Everything a loader tells the kernel at entry (`RDI` points to it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BootInfo {
+    /// [`BOOT_INFO_MAGIC`].
+    pub magic: u64,
+    /// [`BOOT_INFO_VERSION`].
+    pub version: u32,
+    /// The hypervisor: a [`Platform`] value (raw, see [`BootInfo::platform`]).
+    pub platform: u32,
+    /// Number of CPUs the VM has.
+    pub cpu_count: u32,
+    /// Number of valid entries in `memory`.
+    pub memory_count: u32,
+    /// TSC frequency in kHz, 0 if the host does not know it.
+    pub tsc_khz: u64,
+    /// Host wall-clock time at boot in nanoseconds since the Unix epoch, 0 if unknown.
+    pub boot_time_ns: u64,
+    /// The loaded image, from its lowest segment to the end of `.bss`.
+    pub image: PhysSlice,
+    /// Where the image was loaded relative to its link address.
+    pub load_bias: u64,
+    /// TLS template, all zero when the image has none.
+    pub tls: TlsTemplate,
+    /// Kernel command line (UTF-8, no NUL), e.g. `log=debug`.
+    pub cmdline: PhysSlice,
+    /// Application arguments; the first is the program name.
+    pub args: StringList,
+    /// Application environment, `NAME=VALUE` entries.
+    pub env: StringList,
+    /// The physical memory map, sorted by address, non-overlapping.
+    pub memory: [MemoryRegion; MAX_MEMORY_REGIONS],
+}
+
+impl BootInfo {
+    /// The platform, if it is a known one.
+    pub const fn platform(&self) -> Option<Platform> {
+        match self.platform {
+            1 => Some(Platform::Uhyve),
+            2 => Some(Platform::Qemu),
+            _ => None,
+        }
+    }
+
+    /// The valid memory-map entries.
+    pub fn memory_regions(&self) -> &[MemoryRegion] {
+        let n = (self.memory_count as usize).min(MAX_MEMORY_REGIONS);
+        &self.memory[..n]
+    }
+}
+
+/// uhyve hypercalls.
+///
+/// The guest issues hypercall `nr` with a 32-bit `out` to port
+/// [`PORT_BASE`](hypercall::PORT_BASE)` + nr`; the value written is the
+/// guest-physical address of the call's parameter struct, which therefore
+/// must lie below 4 GiB. The hypervisor validates every address and length in
+/// the struct against guest memory before touching it and writes results
+/// back into the struct before the guest resumes.
+pub mod hypercall {
+    /// Port of hypercall number 0.
+    pub const PORT_BASE: u16 = 0x500;
+
+    /// Hypercall numbers (offsets from [`PORT_BASE`]).
+    #[repr(u16)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Nr {
+        /// [`Exit`]: end the VM with a status.
+        Exit = 0,
+        /// [`Write`]: write to the host's stdout or stderr.
+        Write = 1,
+        /// [`LogRegister`]: tell the host where the kernel log ring is.
+        LogRegister = 2,
+    }
+
+    impl Nr {
+        /// The hypercall whose port is `port`, if any.
+        pub fn from_port(port: u16) -> Option<Self> {
+            match port.checked_sub(PORT_BASE)? {
+                0 => Some(Self::Exit),
+                1 => Some(Self::Write),
+                2 => Some(Self::LogRegister),
+                _ => None,
+            }
+        }
+
+        /// The port that issues this hypercall.
+        pub const fn port(self) -> u16 {
+            PORT_BASE + self as u16
+        }
+    }
+
+    /// Parameters of [`Nr::Exit`].
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Exit {
+        /// The application's exit status.
+        pub status: i32,
+    }
+
+    /// Parameters of [`Nr::Write`].
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Write {
+        /// Host file descriptor: 1 (stdout) or 2 (stderr).
+        pub fd: i32,
+        /// Zero.
+        pub _reserved: u32,
+        /// Guest-physical address of the bytes.
+        pub buf: u64,
+        /// Number of bytes.
+        pub len: u64,
+        /// Set by the host: bytes written, or a negative errno.
+        pub result: i64,
+    }
+
+    /// Parameters of [`Nr::LogRegister`].
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct LogRegister {
+        /// Guest-physical address of a [`LogRing`](super::LogRing) header.
+        pub ring: u64,
+    }
+
+    /// Errno values the host returns (Linux numbering).
+    pub mod errno {
+        /// Bad file descriptor.
+        pub const EBADF: i64 = 9;
+        /// Bad address.
+        pub const EFAULT: i64 = 14;
+        /// Invalid argument.
+        pub const EINVAL: i64 = 22;
+    }
+}
+
+/// Header of the kernel's log ring buffer; `capacity` data bytes follow it
+/// directly. The kernel appends text at `written % capacity` and then bumps
+/// `written` (total bytes ever written), so a reader shows the last
+/// `min(written, capacity)` bytes. uhyve reads it when the VM ends, even after
+/// a crash, and prints it when asked (`HERMIT_VERBOSE=1`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogRing {
+    /// [`LOG_RING_MAGIC`].
+    pub magic: u64,
+    /// Size of the data area in bytes.
+    pub capacity: u64,
+    /// Total bytes ever appended.
+    pub written: u64,
+}
+
+/// `LogRing::magic`: "HRMTKLOG".
+pub const LOG_RING_MAGIC: u64 = u64::from_le_bytes(*b"HRMTKLOG");
+
+/// Devices the kernel uses when [`Platform::Qemu`].
+pub mod qemu {
+    /// COM1: the application's stdout.
+    pub const STDOUT_PORT: u16 = 0x3f8;
+    /// COM2: the application's stderr.
+    pub const STDERR_PORT: u16 = 0x2f8;
+    /// COM3: the kernel log, ending with an [`EXIT_RECORD`] line.
+    pub const LOG_PORT: u16 = 0x3e8;
+    /// `isa-debug-exit` I/O base; QEMU exits with `(value << 1) | 1`.
+    pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+    /// Before exiting, the kernel writes this prefix, the decimal exit status
+    /// and `\n` on the log port, because `isa-debug-exit` can only carry 7 bits.
+    pub const EXIT_RECORD: &str = "\u{1}hermit-exit:";
+}
+
+/// The boot bundle the proxy hands to the PVH loader as QEMU's `-initrd`:
+/// a [`BundleHeader`] followed by the sections it points to (offsets are from
+/// the start of the bundle).
+pub mod bundle {
+    /// `BundleHeader::magic`: "HRMTBNDL".
+    pub const MAGIC: u64 = u64::from_le_bytes(*b"HRMTBNDL");
+    /// `BundleHeader::version`.
+    pub const VERSION: u32 = 1;
+
+    /// An `(offset, len)` pair inside the bundle.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Section {
+        /// Offset from the start of the bundle.
+        pub offset: u64,
+        /// Length in bytes.
+        pub len: u64,
+    }
+
+    /// Header at offset 0 of a bundle.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct BundleHeader {
+        /// [`MAGIC`].
+        pub magic: u64,
+        /// [`VERSION`].
+        pub version: u32,
+        /// Number of CPUs requested (informational; QEMU's `-smp` decides).
+        pub cpu_count: u32,
+        /// Host wall-clock time in ns since the Unix epoch when the bundle was made.
+        pub boot_time_ns: u64,
+        /// The application ELF image.
+        pub image: Section,
+        /// Kernel command line (UTF-8).
+        pub cmdline: Section,
+        /// Arguments as packed NUL-terminated strings.
+        pub args: Section,
+        /// Number of arguments.
+        pub args_count: u64,
+        /// Environment as packed NUL-terminated `NAME=VALUE` strings.
+        pub env: Section,
+        /// Number of environment entries.
+        pub env_count: u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hypercall_ports_round_trip() {
+        for nr in [hypercall::Nr::Exit, hypercall::Nr::Write, hypercall::Nr::LogRegister] {
+            assert_eq!(hypercall::Nr::from_port(nr.port()), Some(nr));
+        }
+        assert_eq!(hypercall::Nr::from_port(hypercall::PORT_BASE - 1), None);
+        assert_eq!(hypercall::Nr::from_port(hypercall::PORT_BASE + 100), None);
+    }
+
+    #[test]
+    fn layouts_are_stable() {
+        // The host and the guest are built by different compilers runs; a
+        // layout change must be deliberate (and bump BOOT_INFO_VERSION).
+        assert_eq!(core::mem::size_of::<MemoryRegion>(), 24);
+        assert_eq!(core::mem::size_of::<hypercall::Write>(), 32);
+        assert_eq!(core::mem::size_of::<LogRing>(), 24);
+        assert_eq!(
+            core::mem::size_of::<BootInfo>(),
+            8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS
+        );
+    }
+
+    #[test]
+    fn memory_regions_clamps_count() {
+        let mut info = BootInfo {
+            magic: BOOT_INFO_MAGIC,
+            version: BOOT_INFO_VERSION,
+            platform: Platform::Uhyve as u32,
+            cpu_count: 1,
+            memory_count: 1000,
+            tsc_khz: 0,
+            boot_time_ns: 0,
+            image: PhysSlice::default(),
+            load_bias: 0,
+            tls: TlsTemplate::default(),
+            cmdline: PhysSlice::default(),
+            args: StringList::default(),
+            env: StringList::default(),
+            memory: [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS],
+        };
+        assert_eq!(info.memory_regions().len(), MAX_MEMORY_REGIONS);
+        info.memory_count = 2;
+        assert_eq!(info.memory_regions().len(), 2);
+    }
+}

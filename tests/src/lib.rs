@@ -1,0 +1,1 @@
+//! Helpers for the boot tests in `tests/tests/`.
