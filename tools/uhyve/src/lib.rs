@@ -1,0 +1,1 @@
+//! uhyve: placeholder, being written.

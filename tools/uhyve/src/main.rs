@@ -1,0 +1,2 @@
+//! uhyve command line: placeholder.
+fn main() {}
