@@ -1,26 +1,76 @@
-//! test
+//! hermit: a library operating system. An application links this crate and
+//! becomes a bootable image that runs alone in a VM under uhyve or QEMU.
+//!
+//! An application is a `#![no_std]`, `#![no_main]` binary for the target
+//! `x86_64-unknown-none` that names its entry point with [`entry!`]:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! hermit::entry!(main);
+//! fn main() {
+//!     hermit::println!("Hello World!!!");
+//! }
+//! ```
+//!
+//! It gets a heap (`extern crate alloc`), [`println!`]/[`eprintln!`], its
+//! arguments and environment ([`env`]), and its `main` return value becomes
+//! the exit status on the host ([`process::Termination`]); a panic prints
+//! its message to stderr and exits with status 101.
+//!
+//! What the kernel does at boot: checks the boot info, installs GDT, TSS and
+//! IDT (CPU exceptions print a diagnostic and end the VM), enables SSE, sets
+//! up the `log` logger (level from the `log=` kernel command-line option, set
+//! by `HERMIT_LOG_LEVEL`), builds its page tables and the frame allocator
+//! from the memory map, and starts the heap.
+//!
+//! Missing so far: threads and SMP, timers, files, networking (later issues).
 #![no_std]
 
-/// Entry.
-#[unsafe(naked)]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn _start() -> ! {
-    core::arch::naked_asm!("2: hlt", "jmp 2b")
-}
+extern crate alloc;
 
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
+mod boot;
+pub mod console;
+pub mod env;
+mod logger;
+mod mem;
+pub mod process;
 
-/// Declares main.
+/// Declares the application's entry point: `main` is a function with no
+/// arguments whose return type implements [`process::Termination`] (for
+/// example `()`, `i32` or `Result<(), E>` with `E: Debug`).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
-        #[unsafe(no_mangle)]
+        #[unsafe(export_name = "__hermit_app_main")]
         extern "Rust" fn __hermit_app_main() -> i32 {
-            $main();
-            0
+            $crate::process::Termination::report($main())
         }
     };
+}
+
+/// Prints to the application's standard output.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::console::_print($crate::console::Stream::Stdout, format_args!($($arg)*)) };
+}
+
+/// Prints to the application's standard output, with a newline.
+#[macro_export]
+macro_rules! println {
+    () => { $crate::print!("\n") };
+    ($($arg:tt)*) => { $crate::console::_print($crate::console::Stream::Stdout, format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Prints to the application's standard error.
+#[macro_export]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::console::_print($crate::console::Stream::Stderr, format_args!($($arg)*)) };
+}
+
+/// Prints to the application's standard error, with a newline.
+#[macro_export]
+macro_rules! eprintln {
+    () => { $crate::eprint!("\n") };
+    ($($arg:tt)*) => { $crate::console::_print($crate::console::Stream::Stderr, format_args!("{}\n", format_args!($($arg)*))) };
 }

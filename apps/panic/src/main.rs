@@ -1,0 +1,21 @@
+//! Panics on purpose, to show that a panic's message reaches stderr and the
+//! host sees a non-zero exit status. `panic page-fault` instead touches an
+//! unmapped address, to show the CPU-exception diagnostic.
+#![no_std]
+#![no_main]
+
+hermit::entry!(main);
+
+fn main() {
+    match hermit::env::args().nth(1) {
+        Some("page-fault") => {
+            // An address far above any RAM the guest has: the kernel does not map it.
+            let p = 0x7fff_dead_b000 as *const u64;
+            // SAFETY: not safe at all — this read is the point of the demo;
+            // the kernel turns the fault into a diagnostic and exit status.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            hermit::println!("read {v} from an unmapped address?!");
+        }
+        _ => panic!("this app panics on purpose"),
+    }
+}

@@ -1,0 +1,139 @@
+//! The kernel entry point and the boot sequence.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use arch_x86_64::{cpu, exception, gdt};
+use hermit_interface::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, Platform};
+
+/// Exit status when the kernel cannot start the application.
+const BOOT_FAILURE: i32 = 70;
+
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+
+/// Microseconds since kernel entry, 0 when the TSC frequency is unknown.
+pub(crate) fn uptime_us() -> u64 {
+    let khz = TSC_KHZ.load(Ordering::Relaxed);
+    if khz == 0 {
+        return 0;
+    }
+    let ticks = cpu::rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1000 / u128::from(khz)) as u64
+}
+
+/// The image's entry point (see the entry contract in `hermit-interface`):
+/// align the stack as for a call and enter Rust with `RDI` = boot info.
+#[unsafe(naked)]
+#[unsafe(no_mangle)]
+unsafe extern "C" fn _start() -> ! {
+    core::arch::naked_asm!(
+        "xor ebp, ebp",
+        "and rsp, -16",
+        "call {main}",
+        "ud2",
+        main = sym kernel_start,
+    )
+}
+
+unsafe extern "Rust" {
+    /// Defined by the application with [`crate::entry!`].
+    fn __hermit_app_main() -> i32;
+}
+
+extern "C" fn kernel_start(info: *const BootInfo) -> ! {
+    BOOT_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
+    // SAFETY: the loader passes the address of a BootInfo in reserved memory
+    // (entry contract); the magic and version are checked before any other
+    // field is trusted.
+    let info: &'static BootInfo = unsafe { &*info };
+    let Some(platform) = check_boot_info(info) else {
+        // Nothing is known about the platform; `platform_exit` tries both exits.
+        crate::console::platform_exit(BOOT_FAILURE)
+    };
+    crate::console::init(platform);
+    gdt::init();
+    exception::init(exception::FatalHandler {
+        report: report_exception,
+        readable: crate::mem::is_ram,
+    });
+    cpu::enable_fpu_sse();
+
+    let tsc_khz = if info.tsc_khz != 0 {
+        Some(info.tsc_khz)
+    } else {
+        cpu::tsc_khz_from_cpuid()
+    };
+    TSC_KHZ.store(tsc_khz.unwrap_or(0), Ordering::Relaxed);
+
+    let cmdline = str_at(info.cmdline.addr, info.cmdline.len).unwrap_or("");
+    crate::logger::init(platform, cmdline);
+    log::info!(
+        "hermit kernel on {platform:?}, {} CPU(s), cmdline {cmdline:?}",
+        info.cpu_count
+    );
+    match tsc_khz {
+        Some(khz) => log::info!("TSC at {khz} kHz"),
+        None => log::warn!("TSC frequency unknown"),
+    }
+
+    if let Err(e) = crate::mem::init(info) {
+        fail(format_args!("memory setup failed: {e}"));
+    }
+    if let Err((what, e)) = crate::env::init(info) {
+        fail(format_args!(
+            "the {what} handed over by the host are invalid: {e}"
+        ));
+    }
+    log::info!(
+        "boot done after {} us; entering the application",
+        uptime_us()
+    );
+
+    // SAFETY: `__hermit_app_main` is the application's entry defined by
+    // `hermit::entry!`, a plain Rust function with this signature.
+    let status = unsafe { __hermit_app_main() };
+    crate::process::exit(status)
+}
+
+/// The platform, if `info` is a boot info this kernel understands.
+fn check_boot_info(info: &BootInfo) -> Option<Platform> {
+    if info.magic != BOOT_INFO_MAGIC || info.version != BOOT_INFO_VERSION {
+        return None;
+    }
+    info.platform()
+}
+
+/// A string in boot memory, if it is valid UTF-8.
+fn str_at(addr: u64, len: u64) -> Option<&'static str> {
+    if len == 0 {
+        return Some("");
+    }
+    // SAFETY: boot-info strings lie in reserved, mapped memory that is never
+    // written again (entry contract).
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) };
+    core::str::from_utf8(bytes).ok()
+}
+
+fn fail(args: core::fmt::Arguments<'_>) -> ! {
+    crate::eprintln!("hermit: {args}");
+    log::error!("{args}");
+    crate::console::platform_exit(BOOT_FAILURE)
+}
+
+/// Reports a fatal CPU exception on stderr and ends the VM with status
+/// 128 + vector, the way a signal-killed Linux process reports 128 + signal.
+fn report_exception(info: &exception::ExceptionInfo) -> ! {
+    crate::eprintln!("hermit: fatal {info}");
+    log::error!("fatal {info}");
+    crate::console::platform_exit(128 + i32::from(info.vector))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    match info.location() {
+        Some(loc) => crate::eprintln!("panicked at {loc}:\n{}", info.message()),
+        None => crate::eprintln!("panicked:\n{}", info.message()),
+    }
+    log::error!("panic: {}", info.message());
+    crate::console::platform_exit(101)
+}

@@ -1,0 +1,170 @@
+//! The application's standard output and error, and the platform's exit.
+//!
+//! Under uhyve every write is one `Write` hypercall; under QEMU stdout and
+//! stderr are the serial ports COM1 and COM2.
+
+use core::fmt::{self, Write as _};
+
+use arch_x86_64::io::{SerialPort, hypercall};
+use hermit_interface::{Platform, hypercall as hc, qemu};
+use spin::Mutex;
+
+/// An output stream of the application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (host fd 1).
+    Stdout,
+    /// Standard error (host fd 2).
+    Stderr,
+}
+
+static PLATFORM: spin::Once<Platform> = spin::Once::new();
+
+/// The hypercall parameter blocks live in the kernel image, which the loader
+/// places below 4 GiB, so their address fits the 32-bit port write.
+static WRITE_PARAMS: Mutex<hc::Write> = Mutex::new(hc::Write {
+    fd: 0,
+    _reserved: 0,
+    buf: 0,
+    len: 0,
+    result: 0,
+});
+
+static EXIT_PARAMS: Mutex<hc::Exit> = Mutex::new(hc::Exit { status: 0 });
+
+pub(crate) fn init(platform: Platform) {
+    PLATFORM.call_once(|| platform);
+}
+
+pub(crate) fn platform() -> Option<Platform> {
+    PLATFORM.get().copied()
+}
+
+/// Writes `bytes` to `stream`, returning how many were written.
+pub fn write(stream: Stream, bytes: &[u8]) -> usize {
+    match platform() {
+        Some(Platform::Uhyve) => {
+            let fd = match stream {
+                Stream::Stdout => 1,
+                Stream::Stderr => 2,
+            };
+            let mut params = WRITE_PARAMS.lock();
+            let mut done = 0;
+            while done < bytes.len() {
+                *params = hc::Write {
+                    fd,
+                    _reserved: 0,
+                    buf: bytes[done..].as_ptr() as u64,
+                    len: (bytes.len() - done) as u64,
+                    result: 0,
+                };
+                let addr = &raw mut *params as u64;
+                // SAFETY: `params` is a valid `Write` block below 4 GiB
+                // (kernel image) and the buffer is live for the call.
+                unsafe { hypercall(hc::Nr::Write.port(), addr as u32) };
+                let result = params.result;
+                if result <= 0 {
+                    break;
+                }
+                done += result as usize;
+            }
+            done
+        }
+        Some(Platform::Qemu) => {
+            let port = match stream {
+                Stream::Stdout => qemu::STDOUT_PORT,
+                Stream::Stderr => qemu::STDERR_PORT,
+            };
+            SerialPort::new(port).write(bytes);
+            bytes.len()
+        }
+        None => 0,
+    }
+}
+
+/// Collects formatted output in a small buffer so that a `println!` costs
+/// one hypercall, not one per formatting fragment.
+struct Buffered {
+    stream: Stream,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Buffered {
+    fn flush(&mut self) {
+        if self.len > 0 {
+            write(self.stream, &self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl fmt::Write for Buffered {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let bytes = s.as_bytes();
+        if bytes.len() > self.buf.len() - self.len {
+            self.flush();
+            if bytes.len() > self.buf.len() {
+                write(self.stream, bytes);
+                return Ok(());
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn _print(stream: Stream, args: fmt::Arguments<'_>) {
+    let mut out = Buffered {
+        stream,
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = out.write_fmt(args);
+    out.flush();
+}
+
+/// Ends the VM with `status`, on whichever platform this is.
+pub(crate) fn platform_exit(status: i32) -> ! {
+    match platform() {
+        Some(Platform::Uhyve) | None => {
+            let mut params = EXIT_PARAMS.lock();
+            params.status = status;
+            let addr = &raw mut *params as u64;
+            // SAFETY: `params` is a valid `Exit` block in the kernel image,
+            // below 4 GiB; uhyve does not return from `Exit`.
+            unsafe { hypercall(hc::Nr::Exit.port(), addr as u32) };
+        }
+        Some(Platform::Qemu) => {}
+    }
+    // QEMU (and the fallback when the platform is unknown): the exit record on
+    // the log port carries the full status, isa-debug-exit ends the VM.
+    let log = SerialPort::new(qemu::LOG_PORT);
+    let mut digits = [0u8; 12];
+    log.write(qemu::EXIT_RECORD.as_bytes());
+    log.write(format_i32(status, &mut digits));
+    log.write(b"\n");
+    arch_x86_64::io::qemu_debug_exit(qemu::DEBUG_EXIT_PORT, (status as u32) & 0x7f);
+    arch_x86_64::cpu::halt_forever()
+}
+
+/// Formats `v` in decimal without allocating.
+fn format_i32(v: i32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut n = i64::from(v).unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}

@@ -1,0 +1,129 @@
+//! The application's arguments and environment, as the host passed them.
+//!
+//! They live in boot memory that the kernel never reuses, so they are handed
+//! out as `&'static str` without copying.
+
+use hermit_interface::{BootInfo, StringList};
+use spin::Once;
+
+/// A validated list of NUL-terminated UTF-8 strings.
+#[derive(Clone, Copy, Debug)]
+struct Strings {
+    bytes: &'static str,
+    count: usize,
+}
+
+static ARGS: Once<Strings> = Once::new();
+static ENV: Once<Strings> = Once::new();
+
+/// Why the boot info's strings were rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StringsError {
+    /// The bytes are not valid UTF-8.
+    NotUtf8,
+    /// The number of NUL terminators differs from the count.
+    CountMismatch,
+}
+
+impl core::fmt::Display for StringsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NotUtf8 => f.write_str("not valid UTF-8"),
+            Self::CountMismatch => f.write_str("string count does not match the data"),
+        }
+    }
+}
+
+fn validate(list: &StringList) -> Result<Strings, StringsError> {
+    if list.bytes.len == 0 {
+        return if list.count == 0 {
+            Ok(Strings {
+                bytes: "",
+                count: 0,
+            })
+        } else {
+            Err(StringsError::CountMismatch)
+        };
+    }
+    // SAFETY: the loader placed the strings in reserved memory that is mapped
+    // for the kernel's whole life and never written again.
+    let raw = unsafe {
+        core::slice::from_raw_parts(list.bytes.addr as *const u8, list.bytes.len as usize)
+    };
+    let text = core::str::from_utf8(raw).map_err(|_| StringsError::NotUtf8)?;
+    let nuls = text.bytes().filter(|&b| b == 0).count();
+    if nuls as u64 != list.count || !text.ends_with('\0') {
+        return Err(StringsError::CountMismatch);
+    }
+    Ok(Strings {
+        bytes: text,
+        count: nuls,
+    })
+}
+
+/// Validates and records the arguments and environment from the boot info.
+pub(crate) fn init(info: &BootInfo) -> Result<(), (&'static str, StringsError)> {
+    let args = validate(&info.args).map_err(|e| ("arguments", e))?;
+    let env = validate(&info.env).map_err(|e| ("environment", e))?;
+    ARGS.call_once(|| args);
+    ENV.call_once(|| env);
+    Ok(())
+}
+
+/// An iterator over strings of a [`Strings`] list.
+#[derive(Clone, Debug)]
+pub struct Iter {
+    rest: &'static str,
+    left: usize,
+}
+
+impl Iterator for Iter {
+    type Item = &'static str;
+
+    fn next(&mut self) -> Option<&'static str> {
+        if self.left == 0 {
+            return None;
+        }
+        let (item, rest) = self.rest.split_once('\0')?;
+        self.rest = rest;
+        self.left -= 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Iter {}
+
+fn iter(list: &Once<Strings>) -> Iter {
+    let s = list.get().copied().unwrap_or(Strings {
+        bytes: "",
+        count: 0,
+    });
+    Iter {
+        rest: s.bytes,
+        left: s.count,
+    }
+}
+
+/// The application's arguments; the first is the program name.
+pub fn args() -> Iter {
+    iter(&ARGS)
+}
+
+/// The environment as `(name, value)` pairs.
+pub fn vars() -> impl Iterator<Item = (&'static str, &'static str)> {
+    iter(&ENV).map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+}
+
+/// The raw environment entries, `NAME=VALUE`.
+pub fn entries() -> Iter {
+    iter(&ENV)
+}
+
+/// The value of environment variable `name`.
+pub fn var(name: &str) -> Option<&'static str> {
+    vars().find(|(n, _)| *n == name).map(|(_, v)| v)
+}

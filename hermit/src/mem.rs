@@ -1,0 +1,132 @@
+//! Physical memory, page tables and the kernel heap.
+//!
+//! The frame allocator (`mm`) is built from the boot memory map; the kernel
+//! then switches to page tables of its own (identity map without the null
+//! page); the heap is `talc`, which takes frames from the frame allocator
+//! whenever it runs out, so a small application touches little memory.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use hermit_interface::{BootInfo, MAX_MEMORY_REGIONS, MemoryRegion};
+use mm::{FrameAllocator, FrameError, PhysAddr};
+use spin::{Mutex, Once};
+use talc::base::Talc;
+use talc::base::binning::Binning;
+use talc::source::Source;
+
+const PAGE: u64 = 4096;
+/// The heap grows by at least this much at a time.
+const HEAP_GROWTH: usize = 256 * 1024;
+
+static FRAMES: Mutex<FrameAllocator<64>> = Mutex::new(FrameAllocator::new());
+static RAM: Once<([MemoryRegion; MAX_MEMORY_REGIONS], usize)> = Once::new();
+
+/// Why memory setup failed.
+#[derive(Debug)]
+pub(crate) enum MemError {
+    /// The memory map could not be turned into a frame allocator.
+    Frames(FrameError),
+    /// The kernel page tables could not be built.
+    Paging(arch_x86_64::paging::PagingError),
+}
+
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Frames(e) => write!(f, "bad memory map: {e}"),
+            Self::Paging(e) => write!(f, "page tables: {e}"),
+        }
+    }
+}
+
+struct TableFrames<'a>(&'a mut FrameAllocator<64>);
+
+impl arch_x86_64::paging::TableFrames for TableFrames<'_> {
+    fn table_frame(&mut self) -> Option<u64> {
+        self.0.allocate(1, PAGE).ok().map(|a| a.0)
+    }
+}
+
+pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
+    let regions = info.memory_regions();
+    RAM.call_once(|| (info.memory, regions.len()));
+    let mut frames = FRAMES.lock();
+    *frames = FrameAllocator::from_memory_map(regions).map_err(MemError::Frames)?;
+    let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
+    let map_end = ram_end.max(4 << 30);
+    // SAFETY: the loader identity-mapped all RAM (entry contract); the new
+    // tables cover all RAM and the low 4 GiB (MMIO) at the same addresses,
+    // and their frames come from the allocator, so they are unused RAM.
+    unsafe { arch_x86_64::paging::switch_to_kernel_tables(map_end, &mut TableFrames(&mut frames)) }
+        .map_err(MemError::Paging)?;
+    log::info!(
+        "memory: {} KiB free of {} KiB usable, RAM ends at {ram_end:#x}",
+        frames.free_bytes() / 1024,
+        frames.total_bytes() / 1024
+    );
+    Ok(())
+}
+
+/// Whether `[addr, addr + len)` is RAM the kernel maps (for diagnostics that
+/// read memory after a fault).
+pub(crate) fn is_ram(addr: u64, len: u64) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    addr >= PAGE
+        && RAM
+            .get()
+            .is_some_and(|(map, n)| map[..*n].iter().any(|r| r.start <= addr && end <= r.end()))
+}
+
+/// `count` contiguous frames aligned to `align`, or `None` when memory is exhausted.
+pub(crate) fn allocate_frames(count: usize, align: u64) -> Option<u64> {
+    FRAMES
+        .lock()
+        .allocate(count, align)
+        .ok()
+        .map(|PhysAddr(a)| a)
+}
+
+/// The heap's memory source: more frames from the frame allocator. A new
+/// chunk that directly follows the heap's end extends it; otherwise it
+/// becomes a heap of its own.
+#[derive(Debug)]
+struct FrameHeap {
+    /// The heap's end as an address (0: no heap yet); an address rather than
+    /// a pointer keeps the source `Send`.
+    end: usize,
+}
+
+// SAFETY: `acquire` only uses the `talc` it is handed and the frame
+// allocator, whose lock is distinct from the heap's; it never allocates.
+unsafe impl Source for FrameHeap {
+    fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
+        let overhead = talc::min_first_heap_size::<B>() + layout.align();
+        let bytes = layout
+            .size()
+            .checked_add(overhead)
+            .ok_or(())?
+            .max(HEAP_GROWTH);
+        let pages = bytes.div_ceil(PAGE as usize);
+        let base = allocate_frames(pages, PAGE).ok_or(())?;
+        let chunk_end = base + (pages as u64) * PAGE;
+        let new_end = match NonNull::new(talc.source.end as *mut u8) {
+            // SAFETY: the frames directly after the heap's end are now the
+            // heap's alone; the end address came from talc.
+            Some(end) if end.as_ptr() as u64 == base => unsafe {
+                talc.extend(end, chunk_end as *mut u8)
+            },
+            // SAFETY: the frames are identity-mapped RAM that nothing else
+            // uses until the heap releases them (it never does).
+            _ => unsafe { talc.claim(base as *mut u8, pages * PAGE as usize) }.ok_or(())?,
+        };
+        talc.source.end = new_end.as_ptr() as usize;
+        Ok(())
+    }
+}
+
+#[global_allocator]
+static HEAP: talc::TalcLock<spinning_top::RawSpinlock, FrameHeap> =
+    talc::TalcLock::new(FrameHeap { end: 0 });
