@@ -303,3 +303,170 @@ pub fn decode_boot_info(bytes: &[u8; BOOT_INFO_SIZE]) -> BootInfo {
         memory,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::string::String;
+    use std::vec;
+    use std::vec::Vec;
+
+    use hermit_interface::MemoryKind;
+
+    use super::*;
+
+    const BASE: u64 = 0x10_0000;
+
+    fn image() -> LoadedImage {
+        LoadedImage {
+            entry: 0x20_0040,
+            image: PhysSlice {
+                addr: 0x20_0000,
+                len: 0x3000,
+            },
+            load_bias: 0x20_0000,
+            tls: TlsTemplate {
+                start: 0x20_2000,
+                file_size: 8,
+                mem_size: 32,
+                align: 8,
+            },
+        }
+    }
+
+    fn params<'a>(image: &'a LoadedImage, memory: &'a [MemoryRegion]) -> BootParams<'a> {
+        BootParams {
+            platform: Platform::Uhyve,
+            cpu_count: 1,
+            tsc_khz: 2_000_000,
+            boot_time_ns: 1_700_000_000_000_000_000,
+            image,
+            memory,
+        }
+    }
+
+    fn read(mem: &[u8], s: PhysSlice) -> &[u8] {
+        let at = (s.addr - BASE) as usize;
+        &mem[at..at + s.len as usize]
+    }
+
+    #[test]
+    fn writes_boot_info_and_strings() {
+        let img = image();
+        let memory = [MemoryRegion {
+            start: 0x1000,
+            len: 0x1000,
+            kind: MemoryKind::Usable as u32,
+            _reserved: 0,
+        }];
+        let args = ["hello", "a b", ""];
+        let env = vec![String::from("HOME=/root"), String::from("X=")];
+        let mut mem = vec![0xaau8; 0x2000];
+        let at = BASE + 0x10;
+        let written = write_boot_info(
+            &mut mem,
+            BASE,
+            at,
+            &params(&img, &memory),
+            b"log=debug",
+            args,
+            &env,
+        )
+        .unwrap();
+        assert_eq!(written.addr, at);
+        assert_eq!(
+            written.end - written.addr,
+            boot_info_size(b"log=debug", args, &env)
+        );
+
+        let o = (at - BASE) as usize;
+        let info = decode_boot_info(mem[o..o + BOOT_INFO_SIZE].try_into().unwrap());
+        assert_eq!(info.magic, hermit_interface::BOOT_INFO_MAGIC);
+        assert_eq!(info.version, hermit_interface::BOOT_INFO_VERSION);
+        assert_eq!(info.platform(), Some(Platform::Uhyve));
+        assert_eq!(info.cpu_count, 1);
+        assert_eq!(info.tsc_khz, 2_000_000);
+        assert_eq!(info.boot_time_ns, 1_700_000_000_000_000_000);
+        assert_eq!(info.image, img.image);
+        assert_eq!(info.load_bias, img.load_bias);
+        assert_eq!(info.tls, img.tls);
+        assert_eq!(info.memory_regions(), memory);
+        assert_eq!(info.memory[1], MemoryRegion::EMPTY);
+        assert_eq!(read(&mem, info.cmdline), b"log=debug");
+        assert_eq!(info.args.count, 3);
+        assert_eq!(read(&mem, info.args.bytes), b"hello\0a b\0\0");
+        assert_eq!(info.env.count, 2);
+        assert_eq!(read(&mem, info.env.bytes), b"HOME=/root\0X=\0");
+        let back: Vec<_> = split_packed(read(&mem, info.args.bytes)).collect();
+        assert_eq!(back, [&b"hello"[..], b"a b", b""]);
+        // Nothing written past the end.
+        assert_eq!(mem[(written.end - BASE) as usize], 0xaa);
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let img = image();
+        let mut mem = vec![0u8; 0x1000];
+        let none: [&str; 0] = [];
+        write_boot_info(&mut mem, BASE, BASE, &params(&img, &[]), b"", none, none).unwrap();
+        let info = decode_boot_info(mem[..BOOT_INFO_SIZE].try_into().unwrap());
+        assert_eq!(info.args, StringList::default());
+        assert_eq!(info.memory_count, 0);
+        assert_eq!(encode_boot_info(&info)[..], mem[..BOOT_INFO_SIZE]);
+    }
+
+    #[test]
+    fn rejects_bad_strings_and_small_windows() {
+        let img = image();
+        let p = params(&img, &[]);
+        let mut mem = vec![0u8; 0x1000];
+        let none: [&str; 0] = [];
+        let write = |mem: &mut [u8], cmdline: &[u8], args: &[&[u8]]| {
+            write_boot_info(mem, BASE, BASE, &p, cmdline, args, none)
+        };
+        assert_eq!(write(&mut mem, b"a\0b", &[]), Err(Error::StringContainsNul));
+        assert_eq!(
+            write(&mut mem, b"", &[b"x\0"]),
+            Err(Error::StringContainsNul)
+        );
+        assert_eq!(write(&mut mem, b"", &[b"\xff"]), Err(Error::StringNotUtf8));
+        assert_eq!(
+            write(&mut mem, b"", &[&[b'x'; 0x1000]]).map(|_| ()),
+            Err(Error::OutOfWindow {
+                item: Item::BootInfo,
+                start: BASE + BOOT_INFO_SIZE as u64 + 1,
+                end: BASE + BOOT_INFO_SIZE as u64 + 1 + 0x1001,
+            })
+        );
+        assert!(matches!(
+            write(&mut mem[..100], b"", &[]),
+            Err(Error::OutOfWindow { .. })
+        ));
+        assert_eq!(
+            write_boot_info(&mut mem, BASE, BASE + 4, &p, b"", none, none),
+            Err(Error::Misaligned(BASE + 4))
+        );
+        let too_many = [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS + 1];
+        assert!(matches!(
+            write_boot_info(
+                &mut mem,
+                BASE,
+                BASE,
+                &params(&img, &too_many),
+                b"",
+                none,
+                none
+            ),
+            Err(Error::MemoryMapFull { .. })
+        ));
+    }
+
+    #[test]
+    fn split_packed_handles_edge_cases() {
+        assert_eq!(split_packed(b"").count(), 0);
+        assert_eq!(split_packed(b"\0").collect::<Vec<_>>(), [b""]);
+        assert_eq!(
+            split_packed(b"a\0bc").collect::<Vec<_>>(),
+            [&b"a"[..], b"bc"]
+        );
+    }
+}

@@ -22,6 +22,8 @@
 
 mod bootinfo;
 mod elf;
+#[cfg(test)]
+mod elf_tests;
 mod error;
 mod memmap;
 mod paging;

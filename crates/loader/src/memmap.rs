@@ -95,3 +95,109 @@ pub fn build_memory_map(
     }
     Ok(count)
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::single_range_in_vec_init,
+    reason = "one RAM range is the common case being tested"
+)]
+mod tests {
+    use std::vec::Vec;
+
+    use hermit_interface::MAX_MEMORY_REGIONS;
+
+    use super::*;
+
+    const U: MemoryKind = MemoryKind::Usable;
+    const R: MemoryKind = MemoryKind::Reserved;
+
+    fn map(ram: &[Range<u64>], reserved: &[Range<u64>]) -> Vec<(u64, u64, MemoryKind)> {
+        let mut out = [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS];
+        let n = build_memory_map(ram, reserved, &mut out).unwrap();
+        out[..n]
+            .iter()
+            .map(|r| (r.start, r.end(), r.kind().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn reserved_ranges_split_ram() {
+        assert_eq!(
+            map(&[0..2 << 30], &[0..0x1_0000, 0x20_0000..0x24_0000]),
+            [
+                (0, 0x1_0000, R),
+                (0x1_0000, 0x20_0000, U),
+                (0x20_0000, 0x24_0000, R),
+                (0x24_0000, 2 << 30, U),
+            ]
+        );
+    }
+
+    #[test]
+    fn alignment_overlap_and_merging() {
+        // RAM shrinks inward, reserved grows outward; overlapping and
+        // adjacent reserved ranges merge; order of input does not matter.
+        assert_eq!(
+            map(
+                &[0x800..0x10_0800],
+                &[
+                    0x5000..0x5001,
+                    0x2100..0x3000,
+                    0x2000..0x2800,
+                    0x3000..0x4000
+                ]
+            ),
+            [
+                (0x1000, 0x2000, U),
+                (0x2000, 0x4000, R),
+                (0x4000, 0x5000, U),
+                (0x5000, 0x6000, R),
+                (0x6000, 0x10_0000, U),
+            ]
+        );
+    }
+
+    #[test]
+    fn holes_and_reserved_outside_ram() {
+        assert_eq!(
+            map(
+                &[
+                    0x10_0000..0x20_0000,
+                    0x20_0000..0x30_0000,
+                    0x40_0000..0x50_0000
+                ],
+                &[0x60_0000..0x60_1000]
+            ),
+            [
+                (0x10_0000, 0x30_0000, U),
+                (0x40_0000, 0x50_0000, U),
+                (0x60_0000, 0x60_1000, R),
+            ]
+        );
+        assert_eq!(map(&[], &[]), []);
+        assert_eq!(map(&[0x800..0xfff], &[]), []);
+    }
+
+    #[test]
+    fn errors() {
+        let mut out = [MemoryRegion::EMPTY; 3];
+        let reserved: Vec<_> = (1..10u64)
+            .map(|i| i * 0x2000..i * 0x2000 + 0x1000)
+            .collect();
+        assert_eq!(
+            build_memory_map(&[0..1 << 20], &reserved, &mut out),
+            Err(Error::MemoryMapFull { capacity: 3 })
+        );
+        #[allow(clippy::reversed_empty_ranges, reason = "testing the check")]
+        let bad = 5..4;
+        assert_eq!(
+            build_memory_map(&[bad], &[], &mut out),
+            Err(Error::BadRange { start: 5, end: 4 })
+        );
+        // Extreme values do not overflow.
+        let top = u64::MAX - 0x2fff..u64::MAX - 0x1fff;
+        let n = build_memory_map(&[0..u64::MAX], &[top], &mut out).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(out[1].kind(), Some(R));
+    }
+}

@@ -117,3 +117,106 @@ pub fn write_gdt(dest: &mut [u8], dest_phys: u64, at: u64) -> Result<GdtPointer,
         limit: GDT_SIZE as u16 - 1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::vec;
+
+    use super::*;
+
+    const BASE: u64 = 0x10_0000;
+
+    /// Translates `virt` through the tables in `mem` like the MMU would.
+    fn walk(mem: &[u8], cr3: u64, virt: u64) -> Option<u64> {
+        let entry = |table: u64, index: u64| {
+            let at = (table - BASE + index * 8) as usize;
+            u64::from_le_bytes(mem[at..at + 8].try_into().unwrap())
+        };
+        let pml4e = entry(cr3, (virt >> 39) & 511);
+        if pml4e & PRESENT == 0 {
+            return None;
+        }
+        let pdpte = entry(pml4e & !0xfff, (virt >> 30) & 511);
+        if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
+            return None;
+        }
+        let pde = entry(pdpte & !0xfff, (virt >> 21) & 511);
+        if pde & PRESENT == 0 || pde & HUGE == 0 || pde & WRITABLE == 0 {
+            return None;
+        }
+        Some((pde & !0x1f_ffff & ((1 << 52) - 1)) | (virt & 0x1f_ffff))
+    }
+
+    #[test]
+    fn identity_maps_at_least_4_gib() {
+        assert_eq!(page_tables_size(512 << 20), 6 * PAGE);
+        let mut mem = vec![0xffu8; 0x10_0000];
+        let cr3 = write_page_tables(&mut mem, BASE, BASE + 0x1000, 512 << 20).unwrap();
+        assert_eq!(cr3, BASE + 0x1000);
+        for addr in [0, 0x1234, 0x20_0000, 0xfee0_0000, 0xffff_ffff] {
+            assert_eq!(walk(&mem, cr3, addr), Some(addr), "{addr:#x}");
+        }
+        assert_eq!(walk(&mem, cr3, 4 << 30), None);
+        assert_eq!(walk(&mem, cr3, 1 << 47), None);
+        // Nothing written beyond the tables.
+        assert_eq!(mem[(0x1000 + 6 * PAGE) as usize], 0xff);
+    }
+
+    #[test]
+    fn maps_all_ram_above_4_gib() {
+        let ram_end = (6 << 30) + 1;
+        assert_eq!(identity_map_end(ram_end), 7 << 30);
+        let mut mem = vec![0u8; 0x10_0000];
+        let cr3 = write_page_tables(&mut mem, BASE, BASE, ram_end).unwrap();
+        assert_eq!(walk(&mem, cr3, (7 << 30) - 1), Some((7 << 30) - 1));
+        assert_eq!(walk(&mem, cr3, 7 << 30), None);
+
+        let big = 600 << 30;
+        assert_eq!(page_tables_size(big), (1 + 2 + 600) * PAGE);
+        let mut mem = vec![0u8; 0x40_0000];
+        let cr3 = write_page_tables(&mut mem, BASE, BASE, big).unwrap();
+        assert_eq!(walk(&mem, cr3, (513 << 30) + 5), Some((513 << 30) + 5));
+    }
+
+    #[test]
+    fn page_table_errors() {
+        let mut mem = vec![0u8; 5 * PAGE as usize];
+        assert!(matches!(
+            write_page_tables(&mut mem, BASE, BASE, 1 << 30),
+            Err(Error::OutOfWindow { .. })
+        ));
+        assert_eq!(
+            write_page_tables(&mut mem, BASE, BASE + 8, 1 << 30),
+            Err(Error::Misaligned(BASE + 8))
+        );
+        assert_eq!(
+            write_page_tables(&mut mem, BASE, BASE, u64::MAX),
+            Err(Error::AddressOverflow)
+        );
+    }
+
+    #[test]
+    fn gdt_has_flat_code_and_data() {
+        let mut mem = vec![0u8; 64];
+        let ptr = write_gdt(&mut mem, BASE, BASE + 8).unwrap();
+        assert_eq!(
+            ptr,
+            GdtPointer {
+                base: BASE + 8,
+                limit: 23
+            }
+        );
+        let desc = |sel: u16| {
+            let at = 8 + sel as usize;
+            u64::from_le_bytes(mem[at..at + 8].try_into().unwrap())
+        };
+        assert_eq!(desc(0), 0);
+        let code = desc(GDT_KERNEL_CODE);
+        assert_eq!((code >> 40) & 0xff, 0x9b, "present, ring 0, code, read");
+        assert_eq!((code >> 53) & 1, 1, "long mode");
+        let data = desc(GDT_KERNEL_DATA);
+        assert_eq!((data >> 40) & 0xff, 0x93, "present, ring 0, data, write");
+        assert!(write_gdt(&mut mem, BASE, BASE + 48).is_err());
+        assert!(write_gdt(&mut mem, BASE, BASE + 4).is_err());
+    }
+}
