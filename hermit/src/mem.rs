@@ -20,6 +20,7 @@ const PAGE: u64 = 4096;
 const HEAP_GROWTH: usize = 256 * 1024;
 
 static FRAMES: Mutex<FrameAllocator<64>> = Mutex::new(FrameAllocator::new());
+static MAPPER: Once<Mutex<arch_x86_64::paging::KernelMapper>> = Once::new();
 static RAM: Once<([MemoryRegion; MAX_MEMORY_REGIONS], usize)> = Once::new();
 
 /// Why memory setup failed.
@@ -28,7 +29,7 @@ pub(crate) enum MemError {
     /// The memory map could not be turned into a frame allocator.
     Frames(FrameError),
     /// The kernel page tables could not be built.
-    Paging(arch_x86_64::paging::PagingError),
+    Paging(mm::MapError),
 }
 
 impl core::fmt::Display for MemError {
@@ -40,14 +41,6 @@ impl core::fmt::Display for MemError {
     }
 }
 
-struct TableFrames<'a>(&'a mut FrameAllocator<64>);
-
-impl arch_x86_64::paging::TableFrames for TableFrames<'_> {
-    fn table_frame(&mut self) -> Option<u64> {
-        self.0.allocate(1, PAGE).ok().map(|a| a.0)
-    }
-}
-
 pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     let regions = info.memory_regions();
     RAM.call_once(|| (info.memory, regions.len()));
@@ -55,11 +48,14 @@ pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     *frames = FrameAllocator::from_memory_map(regions).map_err(MemError::Frames)?;
     let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
     let map_end = ram_end.max(4 << 30);
+    let image = info.image.addr..info.image.addr + info.image.len;
     // SAFETY: the loader identity-mapped all RAM (entry contract); the new
     // tables cover all RAM and the low 4 GiB (MMIO) at the same addresses,
     // and their frames come from the allocator, so they are unused RAM.
-    unsafe { arch_x86_64::paging::switch_to_kernel_tables(map_end, &mut TableFrames(&mut frames)) }
-        .map_err(MemError::Paging)?;
+    let mapper =
+        unsafe { arch_x86_64::paging::switch_to_kernel_tables(map_end, image, &mut *frames) }
+            .map_err(MemError::Paging)?;
+    MAPPER.call_once(|| Mutex::new(mapper));
     log::info!(
         "memory: {} KiB free of {} KiB usable, RAM ends at {ram_end:#x}",
         frames.free_bytes() / 1024,

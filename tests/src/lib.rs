@@ -1,1 +1,191 @@
-//! Helpers for the boot tests in `tests/tests/`.
+//! Helpers for the boot tests in `tests/tests/`: build the guest apps, the
+//! PVH loader and the host tools once (a nested `cargo build --release`),
+//! run images through the real `proxy` binary with a time limit, and decide
+//! loudly when a hypervisor is not available.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Guest applications the tests use.
+pub const APPS: &[&str] = &["hello", "panic", "exit-status"];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace().join("target"),
+    }
+}
+
+/// Paths of everything the boot tests run.
+#[derive(Debug)]
+pub struct Built {
+    /// `target/release/proxy`.
+    pub proxy: PathBuf,
+    /// `target/release/uhyve`.
+    pub uhyve: PathBuf,
+    /// `target/x86_64-unknown-none/release`, where the apps and the loader are.
+    pub guest_dir: PathBuf,
+}
+
+impl Built {
+    /// The image of guest app `name`.
+    pub fn app(&self, name: &str) -> PathBuf {
+        self.guest_dir.join(name)
+    }
+}
+
+/// Builds (once per test process) the apps, the loader, the proxy and uhyve
+/// in release mode, exactly as the README tells users to.
+pub fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace()).args([
+            "build",
+            "--release",
+            "-p",
+            "proxy",
+            "-p",
+            "uhyve",
+            "-p",
+            "pvh-loader",
+        ]);
+        for app in APPS {
+            cmd.args(["-p", app]);
+        }
+        let out = cmd.output().expect("cannot run cargo");
+        assert!(
+            out.status.success(),
+            "building the guest apps and tools failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let target = target_dir();
+        Built {
+            proxy: target.join("release/proxy"),
+            uhyve: target.join("release/uhyve"),
+            guest_dir: target.join("x86_64-unknown-none/release"),
+        }
+    })
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit status (`None` if killed by a signal).
+    pub status: Option<i32>,
+    /// Everything written to stdout.
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+}
+
+/// Runs `cmd` with stdin closed, killing it after `limit`.
+pub fn run_with_limit(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status: status.code(),
+        stdout: String::from_utf8_lossy(&out_reader.join().expect("reader")).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().expect("reader")).into_owned(),
+    }
+}
+
+/// A hypervisor the proxy can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypervisor {
+    /// `HERMIT_ISLE=uhyve`.
+    Uhyve,
+    /// `HERMIT_ISLE=qemu`.
+    Qemu,
+}
+
+impl Hypervisor {
+    /// The `HERMIT_ISLE` value.
+    pub fn isle(self) -> &'static str {
+        match self {
+            Self::Uhyve => "uhyve",
+            Self::Qemu => "qemu",
+        }
+    }
+
+    /// Why this hypervisor cannot run here, if it cannot.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            Self::Uhyve => uhyve::kvm_available().err(),
+            Self::Qemu => match Command::new("qemu-system-x86_64").arg("--version").output() {
+                Ok(out) if out.status.success() => None,
+                _ => Some(
+                    "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into(),
+                ),
+            },
+        }
+    }
+}
+
+/// Skips the calling test, loudly, when `hv` cannot run here. Returns true
+/// when the test should go on.
+pub fn require(hv: Hypervisor, test: &str) -> bool {
+    match hv.unavailable() {
+        None => true,
+        Some(reason) => {
+            eprintln!("SKIPPED: {test} on {}: {reason}", hv.isle());
+            false
+        }
+    }
+}
+
+/// Runs guest app `app` with `args` through the proxy on `hv`, with extra
+/// environment `env`.
+pub fn proxy(hv: Hypervisor, app: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let built = built();
+    let mut cmd = Command::new(&built.proxy);
+    cmd.arg(built.app(app))
+        .args(args)
+        .env("HERMIT_ISLE", hv.isle());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // TCG boots are slower; a hung guest still fails the test.
+    run_with_limit(cmd, Duration::from_secs(120))
+}

@@ -1,104 +1,278 @@
-//! The kernel's page tables, built with the `x86_64` crate.
+//! The kernel's page tables: `mm::PageMapper` implemented with the `x86_64`
+//! crate over identity-mapped page-table frames.
 //!
-//! Physical memory is identity-mapped (virtual == physical), as the loader
-//! left it, but the kernel's own tables leave the first 4 KiB page unmapped
-//! so that null-pointer accesses fault with a diagnostic instead of reading
-//! low memory.
+//! Physical memory stays identity-mapped (virtual == physical), as the
+//! loader left it, but the kernel's own tables leave the first 4 KiB page
+//! unmapped so that null-pointer accesses fault with a diagnostic, and mark
+//! everything but the kernel image non-executable.
 
-use x86_64::structures::paging::mapper::MapToError;
+use mm::{FrameSource, MapError, PageFlags, PageMapper, PageSize, Translation};
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::mapper::{
+    MapToError, MappedFrame, MapperFlush, TranslateResult, UnmapError,
+};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size2MiB,
-    Size4KiB,
+    Size4KiB, Translate,
 };
 use x86_64::{PhysAddr, VirtAddr};
 
-const TWO_MIB: u64 = 2 << 20;
+/// Feeds `x86_64`'s mapper with zeroed frames from an `mm::FrameSource`.
+struct Frames<'a>(&'a mut dyn FrameSource);
 
-/// Hands out zeroed 4 KiB frames for page tables.
-pub trait TableFrames {
-    /// A fresh 4 KiB frame (its physical address), or `None` when memory is exhausted.
-    fn table_frame(&mut self) -> Option<u64>;
-}
-
-struct Adapter<'a, T: TableFrames>(&'a mut T);
-
-// SAFETY: `table_frame` returns frames nobody else uses (the implementor's
-// contract) and they are zeroed before `x86_64` links them into a table.
-unsafe impl<T: TableFrames> FrameAllocator<Size4KiB> for Adapter<'_, T> {
+// SAFETY: frames come from the frame allocator, which hands each out once;
+// they are zeroed before the mapper links them into a table.
+unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let addr = self.0.table_frame()?;
-        // SAFETY: the frame is identity-mapped RAM owned by the page tables now.
+        let addr = self.0.allocate_frames(1, 4096).ok()?.0;
+        // SAFETY: the frame is identity-mapped RAM that now belongs to the
+        // page tables alone.
         unsafe { core::ptr::write_bytes(addr as *mut u8, 0, 4096) };
         PhysFrame::from_start_address(PhysAddr::new(addr)).ok()
     }
 }
 
-/// Why the kernel page tables could not be built.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PagingError {
-    /// No frame for a page table.
-    OutOfMemory,
-    /// A page was mapped twice (a bug in the caller's ranges).
-    AlreadyMapped,
+fn table_flags(flags: PageFlags) -> PageTableFlags {
+    let mut f = PageTableFlags::PRESENT;
+    if flags.writable {
+        f |= PageTableFlags::WRITABLE;
+    }
+    if !flags.executable {
+        f |= PageTableFlags::NO_EXECUTE;
+    }
+    if flags.uncached {
+        f |= PageTableFlags::NO_CACHE | PageTableFlags::WRITE_THROUGH;
+    }
+    f
 }
 
-impl core::fmt::Display for PagingError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::OutOfMemory => "out of memory for page tables",
-            Self::AlreadyMapped => "a page was mapped twice",
-        })
+fn page_flags(f: PageTableFlags) -> PageFlags {
+    PageFlags {
+        writable: f.contains(PageTableFlags::WRITABLE),
+        executable: !f.contains(PageTableFlags::NO_EXECUTE),
+        uncached: f.contains(PageTableFlags::NO_CACHE),
     }
 }
 
-fn map_error<S: x86_64::structures::paging::PageSize>(e: MapToError<S>) -> PagingError {
+fn map_error<S: x86_64::structures::paging::PageSize>(
+    e: MapToError<S>,
+    virt: mm::VirtAddr,
+) -> MapError {
     match e {
-        MapToError::FrameAllocationFailed => PagingError::OutOfMemory,
+        MapToError::FrameAllocationFailed => MapError::Frames(mm::FrameError::OutOfMemory {
+            count: 1,
+            align: 4096,
+        }),
         MapToError::ParentEntryHugePage | MapToError::PageAlreadyMapped(_) => {
-            PagingError::AlreadyMapped
+            MapError::AlreadyMapped(virt)
         }
     }
 }
 
-/// Builds identity-mapped kernel page tables covering `[4 KiB, map_end)`
-/// (`map_end` rounded up to 2 MiB) and switches to them.
+/// A set of page tables reached through the identity map.
+pub struct KernelMapper {
+    table: OffsetPageTable<'static>,
+    root: PhysFrame,
+    /// Whether CR3 points to these tables; TLB flushes are needed only then
+    /// (and each `invlpg` can be a VM exit).
+    active: bool,
+}
+
+impl KernelMapper {
+    /// Creates empty page tables (a zeroed PML4 from `frames`).
+    ///
+    /// # Safety
+    /// All RAM must be identity-mapped while the mapper is used, and `frames`
+    /// must hand out unused RAM.
+    pub unsafe fn new(frames: &mut dyn FrameSource) -> Result<Self, MapError> {
+        let root = Frames(frames).allocate_frame().ok_or(MapError::Frames(
+            mm::FrameError::OutOfMemory {
+                count: 1,
+                align: 4096,
+            },
+        ))?;
+        let pml4 = root.start_address().as_u64() as *mut PageTable;
+        // SAFETY: the frame was just allocated and zeroed, is identity-mapped
+        // and is referenced by nothing else.
+        let table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) };
+        Ok(Self {
+            table,
+            root,
+            active: false,
+        })
+    }
+
+    /// Makes these tables the active ones.
+    ///
+    /// # Safety
+    /// The tables must map the running code, its stack and every piece of
+    /// memory the kernel will touch, at the addresses it uses now.
+    pub unsafe fn activate(&mut self) {
+        let (_, flags) = Cr3::read();
+        // SAFETY: the caller guarantees the new tables keep the kernel's
+        // view of memory intact.
+        unsafe { Cr3::write(self.root, flags) };
+        self.active = true;
+    }
+
+    /// Flushes a changed page from the TLB if these tables are live.
+    fn finish<S: x86_64::structures::paging::PageSize>(&self, flush: MapperFlush<S>) {
+        if self.active {
+            flush.flush();
+        } else {
+            flush.ignore();
+        }
+    }
+}
+
+impl PageMapper for KernelMapper {
+    fn map(
+        &mut self,
+        virt: mm::VirtAddr,
+        phys: mm::PhysAddr,
+        size: PageSize,
+        flags: PageFlags,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError> {
+        let mut alloc = Frames(frames);
+        let leaf = table_flags(flags);
+        // Intermediate tables allow everything; the leaf decides.
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        let misaligned = || MapError::Misaligned(virt.0);
+        match size {
+            PageSize::Size4K => {
+                let page = Page::<Size4KiB>::from_start_address(
+                    VirtAddr::try_new(virt.0).map_err(|_| misaligned())?,
+                )
+                .map_err(|_| misaligned())?;
+                let frame = PhysFrame::from_start_address(PhysAddr::new(phys.0))
+                    .map_err(|_| MapError::Misaligned(phys.0))?;
+                // SAFETY: the caller of the portable layer owns both the page
+                // and the frame; mapping them cannot alias memory in use.
+                let flush = unsafe {
+                    self.table
+                        .map_to_with_table_flags(page, frame, leaf, parent, &mut alloc)
+                }
+                .map_err(|e| map_error(e, virt))?;
+                self.finish(flush);
+            }
+            PageSize::Size2M => {
+                let page = Page::<Size2MiB>::from_start_address(
+                    VirtAddr::try_new(virt.0).map_err(|_| misaligned())?,
+                )
+                .map_err(|_| misaligned())?;
+                let frame = PhysFrame::<Size2MiB>::from_start_address(PhysAddr::new(phys.0))
+                    .map_err(|_| MapError::Misaligned(phys.0))?;
+                // SAFETY: as above.
+                let flush = unsafe {
+                    self.table
+                        .map_to_with_table_flags(page, frame, leaf, parent, &mut alloc)
+                }
+                .map_err(|e| map_error(e, virt))?;
+                self.finish(flush);
+            }
+        }
+        Ok(())
+    }
+
+    fn unmap(&mut self, virt: mm::VirtAddr) -> Result<(mm::PhysAddr, PageSize), MapError> {
+        let addr = VirtAddr::try_new(virt.0).map_err(|_| MapError::NotMapped(virt))?;
+        match self.table.unmap(Page::<Size4KiB>::containing_address(addr)) {
+            Ok((frame, flush)) => {
+                self.finish(flush);
+                return Ok((
+                    mm::PhysAddr(frame.start_address().as_u64()),
+                    PageSize::Size4K,
+                ));
+            }
+            Err(UnmapError::ParentEntryHugePage) => {}
+            Err(_) => return Err(MapError::NotMapped(virt)),
+        }
+        let (frame, flush) = self
+            .table
+            .unmap(Page::<Size2MiB>::containing_address(addr))
+            .map_err(|_| MapError::NotMapped(virt))?;
+        self.finish(flush);
+        Ok((
+            mm::PhysAddr(frame.start_address().as_u64()),
+            PageSize::Size2M,
+        ))
+    }
+
+    fn translate(&self, virt: mm::VirtAddr) -> Option<Translation> {
+        let addr = VirtAddr::try_new(virt.0).ok()?;
+        match self.table.translate(addr) {
+            TranslateResult::Mapped {
+                frame,
+                offset,
+                flags,
+            } => {
+                let (base, size) = match frame {
+                    MappedFrame::Size4KiB(f) => (f.start_address().as_u64(), PageSize::Size4K),
+                    MappedFrame::Size2MiB(f) => (f.start_address().as_u64(), PageSize::Size2M),
+                    MappedFrame::Size1GiB(_) => return None,
+                };
+                Some(Translation {
+                    phys: mm::PhysAddr(base + offset),
+                    size,
+                    flags: page_flags(flags),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+const TWO_MIB: u64 = 2 << 20;
+
+/// Builds identity-mapped kernel page tables and switches to them:
+/// `[4 KiB, 2 MiB)` in 4 KiB pages (the null page stays unmapped) and
+/// `[2 MiB, map_end)` in 2 MiB pages; only 2 MiB pages that overlap
+/// `exec` (the kernel image) are executable.
 ///
 /// # Safety
 /// The current page tables must identity-map all RAM (the entry contract),
 /// `map_end` must cover all memory the kernel uses (image, stacks, boot info,
-/// heap, MMIO below 4 GiB), and `frames` must return unused RAM frames.
+/// heap, MMIO below 4 GiB), and `frames` must hand out unused RAM.
 pub unsafe fn switch_to_kernel_tables(
     map_end: u64,
-    frames: &mut impl TableFrames,
-) -> Result<(), PagingError> {
-    let mut alloc = Adapter(frames);
-    let pml4_frame = alloc.allocate_frame().ok_or(PagingError::OutOfMemory)?;
-    let pml4 = pml4_frame.start_address().as_u64() as *mut PageTable;
-    // SAFETY: the frame was just allocated and zeroed, is identity-mapped and
-    // is referenced by nothing else.
-    let mut mapper = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) };
-    let rw = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+    exec: core::ops::Range<u64>,
+    frames: &mut dyn FrameSource,
+) -> Result<KernelMapper, MapError> {
+    // SAFETY: the caller guarantees the identity map and unused frames.
+    let mut mapper = unsafe { KernelMapper::new(frames)? };
+    let flags_for = |start: u64, len: u64| {
+        if start < exec.end && exec.start < start + len {
+            PageFlags {
+                executable: true,
+                ..PageFlags::DATA
+            }
+        } else {
+            PageFlags::DATA
+        }
+    };
     for addr in (4096..TWO_MIB).step_by(4096) {
-        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(addr));
-        let frame = PhysFrame::containing_address(PhysAddr::new(addr));
-        // SAFETY: identity mapping of RAM that the old tables mapped the same
-        // way; nothing changes meaning. The flush is skipped: CR3 is reloaded below.
-        unsafe { mapper.map_to(page, frame, rw, &mut alloc) }
-            .map_err(map_error)?
-            .ignore();
+        let flags = flags_for(addr, 4096);
+        mapper.map(
+            mm::VirtAddr(addr),
+            mm::PhysAddr(addr),
+            PageSize::Size4K,
+            flags,
+            frames,
+        )?;
     }
-    let end = map_end.div_ceil(TWO_MIB) * TWO_MIB;
-    for addr in (TWO_MIB..end).step_by(TWO_MIB as usize) {
-        let page = Page::<Size2MiB>::containing_address(VirtAddr::new(addr));
-        let frame = PhysFrame::containing_address(PhysAddr::new(addr));
-        // SAFETY: as above.
-        unsafe { mapper.map_to_with_table_flags(page, frame, rw, rw, &mut alloc) }
-            .map_err(map_error)?
-            .ignore();
+    for addr in (TWO_MIB..map_end.div_ceil(TWO_MIB) * TWO_MIB).step_by(TWO_MIB as usize) {
+        let flags = flags_for(addr, TWO_MIB);
+        mapper.map(
+            mm::VirtAddr(addr),
+            mm::PhysAddr(addr),
+            PageSize::Size2M,
+            flags,
+            frames,
+        )?;
     }
-    let (_, flags) = x86_64::registers::control::Cr3::read();
-    // SAFETY: the new tables map everything the kernel uses at the same
-    // addresses as before (caller's contract), so execution continues.
-    unsafe { x86_64::registers::control::Cr3::write(pml4_frame, flags) };
-    Ok(())
+    // SAFETY: the new tables map all memory at the same addresses as before
+    // (caller's contract), with the image executable.
+    unsafe { mapper.activate() };
+    Ok(mapper)
 }
