@@ -1,5 +1,7 @@
 //! Output on QEMU's ISA serial ports and the error exit.
 
+use core::fmt::{self, Write as _};
+
 use hermit_interface::qemu;
 
 /// Writes one byte to the I/O port `port`.
@@ -19,28 +21,21 @@ pub fn write(port: u16, bytes: &[u8]) {
     }
 }
 
-/// Writes `value` in hexadecimal (`0x...`).
-pub fn write_hex(port: u16, value: u64) {
-    let mut digits = [0u8; 18];
-    digits[0] = b'0';
-    digits[1] = b'x';
-    for (i, d) in digits[2..].iter_mut().enumerate() {
-        let nibble = (value >> (60 - 4 * i)) & 0xf;
-        *d = b"0123456789abcdef"[nibble as usize];
+/// A serial port as a formatting sink.
+struct Port(u16);
+
+impl fmt::Write for Port {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write(self.0, s.as_bytes());
+        Ok(())
     }
-    write(port, &digits);
 }
 
-/// Ends the VM with exit status 1 after printing
-/// `pvh-loader: <message>[ <value>]` on the stderr port.
-pub fn fail(message: &str, value: Option<u64>) -> ! {
-    write(qemu::STDERR_PORT, b"pvh-loader: ");
-    write(qemu::STDERR_PORT, message.as_bytes());
-    if let Some(v) = value {
-        write(qemu::STDERR_PORT, b" ");
-        write_hex(qemu::STDERR_PORT, v);
-    }
-    write(qemu::STDERR_PORT, b"\n");
+/// Ends the VM with exit status 1 after printing `pvh-loader: <message>` on
+/// the stderr port and an exit record on the log port.
+pub fn fail(message: impl fmt::Display) -> ! {
+    // Output errors cannot happen: `Port::write_str` never fails.
+    let _ = writeln!(Port(qemu::STDERR_PORT), "pvh-loader: {message}");
     write(qemu::LOG_PORT, qemu::EXIT_RECORD.as_bytes());
     write(qemu::LOG_PORT, b"1\n");
     outb(qemu::DEBUG_EXIT_PORT, 1);
