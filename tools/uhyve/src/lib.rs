@@ -1,1 +1,143 @@
-//! uhyve: placeholder, being written.
+//! uhyve: a minimal KVM hypervisor that runs one hermit image (kernel and
+//! application linked into one ELF) like a process. It loads and relocates
+//! the image with `hermit-loader`, builds the GDT, identity-mapped page
+//! tables and [`BootInfo`](hermit_interface::BootInfo) (layout in
+//! [`layout`]), enters the kernel directly in 64-bit mode (no real-mode or
+//! firmware code), and serves the port-I/O hypercalls of
+//! [`hermit_interface::hypercall`]: Exit, Write (to this process's stdout and
+//! stderr) and LogRegister (the kernel log ring, read back when the VM ends).
+//!
+//! It is not a general VMM: there are no devices (port reads return all
+//! ones, writes to unknown ports and unmapped MMIO are ignored), no
+//! networking, files or GDB stub. Missing: SMP (only one vCPU), and a way to
+//! leave a guest that disables interrupts and halts (the in-kernel LAPIC
+//! keeps it waiting).
+//!
+//! Everything the guest passes is checked against guest memory through
+//! `vm-memory`; a misbehaving guest ends the VM with
+//! [`Outcome::abnormal`] set, never the host process.
+
+pub mod hypercall;
+pub mod layout;
+mod vm;
+
+use std::path::PathBuf;
+
+/// What to run and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The hermit image (static ELF).
+    pub image: PathBuf,
+    /// Application arguments, `argv[0]` included.
+    pub args: Vec<String>,
+    /// Application environment, `NAME=VALUE` entries.
+    pub env: Vec<String>,
+    /// Guest RAM in bytes (rounded down to 4 KiB). Mapped lazily, so a large
+    /// value costs nothing until the guest touches it.
+    pub mem_size: u64,
+    /// Number of vCPUs; only 1 is supported for now.
+    pub cpus: u32,
+    /// Kernel command line, e.g. `log=debug`.
+    pub cmdline: String,
+}
+
+/// How a VM ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The guest's exit status; 1 if it ended abnormally.
+    pub status: i32,
+    /// The kernel log ring's contents (empty if none was registered; a
+    /// bracketed uhyve note if the registered ring was invalid).
+    pub kernel_log: Vec<u8>,
+    /// Why the guest ended without an Exit hypercall (triple fault, KVM
+    /// internal error, broken hypercall, ...), if it did.
+    pub abnormal: Option<String>,
+}
+
+/// Why a VM could not be started. Each message is one line for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The image file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ImageRead {
+        /// The image path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The image is not a loadable hermit image.
+    #[error("{}: {source}", path.display())]
+    Image {
+        /// The image path.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: hermit_loader::Error,
+    },
+    /// `/dev/kvm` is missing, not accessible or unusable.
+    #[error("no usable /dev/kvm: {0}")]
+    NoKvm(String),
+    /// Guest memory cannot hold the boot data and the image.
+    #[error("{mem} bytes of guest memory are too small: the image needs at least {needed}")]
+    MemoryTooSmall {
+        /// The requested memory size.
+        mem: u64,
+        /// The lowest size that would hold boot data and image.
+        needed: u64,
+    },
+    /// More guest memory than uhyve supports.
+    #[error("{0} bytes of guest memory are too many (at most 1 TiB)")]
+    MemoryTooLarge(u64),
+    /// The host refused to map guest memory.
+    #[error("cannot map {size} bytes of guest memory: {reason}")]
+    Memory {
+        /// The requested size.
+        size: u64,
+        /// The host's reason.
+        reason: String,
+    },
+    /// A fixed-address image would overlap uhyve's boot data.
+    #[error(
+        "the image is linked at {linked:#x}, inside uhyve's boot area [0, {boot_end:#x}); link it higher or as a PIE"
+    )]
+    ImageOverlapsBootArea {
+        /// The image's link address.
+        linked: u64,
+        /// End of the boot area.
+        boot_end: u64,
+    },
+    /// Zero CPUs were requested.
+    #[error("a VM needs at least one CPU")]
+    NoCpus,
+    /// More than one CPU was requested.
+    #[error("{0} CPUs requested, but uhyve supports only 1 for now (SMP is not implemented yet)")]
+    TooManyCpus(u32),
+    /// The boot data could not be written (e.g. a NUL byte in an argument).
+    #[error("invalid boot data: {0}")]
+    Boot(hermit_loader::Error),
+    /// A KVM ioctl failed while setting up the VM.
+    #[error("{what} failed: {source}")]
+    Kvm {
+        /// The ioctl.
+        what: &'static str,
+        /// The host error.
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// Boots `config.image` in a fresh VM and runs it until it exits.
+///
+/// The guest's Write hypercalls go straight to this process's stdout and
+/// stderr. Returns an [`Error`] if the VM cannot be started; once the guest
+/// runs, every ending is an [`Outcome`].
+pub fn run(config: &Config) -> Result<Outcome, Error> {
+    vm::run(config)
+}
+
+/// Checks that `/dev/kvm` exists, is accessible and can create a VM; the
+/// error says why not (for tests that must skip with a reason).
+pub fn kvm_available() -> Result<(), String> {
+    let kvm = vm::open_kvm().map_err(|e| e.to_string())?;
+    kvm.create_vm()
+        .map(drop)
+        .map_err(|e| format!("no usable /dev/kvm: cannot create a VM: {e}"))
+}

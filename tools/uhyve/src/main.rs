@@ -1,2 +1,270 @@
-//! uhyve command line: placeholder.
-fn main() {}
+//! `uhyve [OPTIONS] IMAGE [ARGS...]`: runs a hermit image under KVM and
+//! exits with its status. Options are parsed by hand: there are four, and
+//! start-up time matters.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+Usage: uhyve [OPTIONS] IMAGE [ARGS...]
+
+Runs the hermit image IMAGE in a KVM virtual machine with ARGS as its
+arguments and this process's environment, and exits with its status.
+
+Options:
+      --mem SIZE         guest memory: bytes or with a K, M, G or T suffix
+                         (default 2G; mapped lazily, so large is cheap)
+      --cpus N           number of vCPUs (default 1; only 1 is supported yet)
+      --verbose          print the kernel log to stderr when the VM ends
+      --log-level LEVEL  kernel log level: off, error, warn, info, debug or
+                         trace (passed as log=LEVEL on the kernel command line)
+  -h, --help             show this help
+";
+
+const DEFAULT_MEM: u64 = 2 << 30;
+
+/// The parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+struct Cli {
+    mem: u64,
+    cpus: u32,
+    verbose: bool,
+    log_level: Option<String>,
+    image: PathBuf,
+    args: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Help,
+    Run(Cli),
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
+    let mut args = args.into_iter();
+    let mut mem = DEFAULT_MEM;
+    let mut cpus = 1;
+    let mut verbose = false;
+    let mut log_level = None;
+    let utf8 = |a: OsString| {
+        a.into_string()
+            .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
+    };
+    let image = loop {
+        let Some(arg) = args.next() else {
+            return Err("missing IMAGE (try --help)".into());
+        };
+        let arg = utf8(arg)?;
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| match inline.clone() {
+            Some(v) => Ok(v),
+            None => args
+                .next()
+                .ok_or_else(|| format!("{name} needs a value"))
+                .and_then(utf8),
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Request::Help),
+            "--verbose" => verbose = true,
+            "--mem" => {
+                let v = value("--mem")?;
+                mem = parse_size(&v).ok_or_else(|| {
+                    format!(
+                        "invalid --mem value '{v}': expected bytes or a number with K, M, G or T"
+                    )
+                })?;
+            }
+            "--cpus" => {
+                let v = value("--cpus")?;
+                cpus = v
+                    .parse()
+                    .map_err(|_| format!("invalid --cpus value '{v}': expected a number"))?;
+            }
+            "--log-level" => {
+                let v = value("--log-level")?;
+                if !["off", "error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                    return Err(format!(
+                        "invalid --log-level '{v}': expected off, error, warn, info, debug or trace"
+                    ));
+                }
+                log_level = Some(v);
+            }
+            "--" => match args.next() {
+                Some(image) => break utf8(image)?,
+                None => return Err("missing IMAGE (try --help)".into()),
+            },
+            _ if arg.starts_with('-') && arg.len() > 1 => {
+                return Err(format!("unknown option '{arg}' (try --help)"));
+            }
+            _ => break arg,
+        }
+    };
+    let mut guest_args = vec![image.clone()];
+    for a in args {
+        guest_args.push(utf8(a)?);
+    }
+    Ok(Request::Run(Cli {
+        mem,
+        cpus,
+        verbose,
+        log_level,
+        image: PathBuf::from(image),
+        args: guest_args,
+    }))
+}
+
+fn main() -> ExitCode {
+    let cli = match parse(std::env::args_os().skip(1)) {
+        Ok(Request::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Run(cli)) => cli,
+        Err(message) => {
+            eprintln!("uhyve: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // Like a child process, the guest gets our environment; entries that
+    // are not UTF-8 cannot be represented in the boot info and are left out.
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            Some(format!(
+                "{}={}",
+                k.into_string().ok()?,
+                v.into_string().ok()?
+            ))
+        })
+        .collect();
+    let config = uhyve::Config {
+        image: cli.image,
+        args: cli.args,
+        env,
+        mem_size: cli.mem,
+        cpus: cli.cpus,
+        cmdline: cli
+            .log_level
+            .map(|l| format!("log={l}"))
+            .unwrap_or_default(),
+    };
+    let outcome = match uhyve::run(&config) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("uhyve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.verbose {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(&outcome.kernel_log);
+        if !outcome.kernel_log.ends_with(b"\n") && !outcome.kernel_log.is_empty() {
+            let _ = writeln!(err);
+        }
+    }
+    if let Some(reason) = &outcome.abnormal {
+        eprintln!("uhyve: the VM ended abnormally: {reason}");
+    }
+    // Exit statuses are 8 bits on Unix; `exit` truncates like a C program's.
+    std::process::exit(outcome.status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Request, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("2gib"), Some(2 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("1T"), Some(1 << 40));
+        for bad in [
+            "",
+            "M",
+            "2X",
+            "-1G",
+            "1.5G",
+            "99999999999999999999",
+            "20000000000G",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn options_then_image_then_guest_args() {
+        let Ok(Request::Run(cli)) = run(&[
+            "--mem",
+            "512M",
+            "--cpus=1",
+            "--verbose",
+            "--log-level",
+            "debug",
+            "img",
+            "--mem",
+            "x",
+        ]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(
+            cli,
+            Cli {
+                mem: 512 << 20,
+                cpus: 1,
+                verbose: true,
+                log_level: Some("debug".into()),
+                image: "img".into(),
+                args: vec!["img".into(), "--mem".into(), "x".into()],
+            }
+        );
+        let Ok(Request::Run(cli)) = run(&["--", "-img"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!(cli.image, PathBuf::from("-img"));
+        assert_eq!(cli.mem, DEFAULT_MEM);
+        assert_eq!(run(&["--help", "x"]), Ok(Request::Help));
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for args in [
+            &[][..],
+            &["--mem"],
+            &["--mem", "lots", "img"],
+            &["--cpus", "two", "img"],
+            &["--log-level", "loud", "img"],
+            &["--bogus", "img"],
+            &["--"],
+        ] {
+            let err = run(args).unwrap_err();
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+}

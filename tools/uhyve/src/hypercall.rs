@@ -1,0 +1,360 @@
+//! Serving the guest's port-I/O hypercalls and reading its log ring.
+//!
+//! Everything here treats guest memory as hostile: addresses and lengths are
+//! checked (overflow-safe) against guest RAM through `vm-memory`, which never
+//! yields a host pointer outside the mapping.
+
+use std::mem::{offset_of, size_of};
+
+use hermit_interface::hypercall::{self, Nr, errno};
+use hermit_interface::{LOG_RING_MAGIC, LogRing};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
+
+/// The largest log ring uhyve reads back; bigger capacities are rejected as
+/// corrupt rather than allocated.
+pub const MAX_LOG_CAPACITY: u64 = 64 << 20;
+
+/// Where the bytes of a Write hypercall go.
+pub trait Output {
+    /// Writes all of `data` to host fd `fd` (1 or 2); on failure returns how
+    /// many bytes were written before and the errno.
+    fn write_all(&mut self, fd: i32, data: &VolatileSlice<'_>) -> Result<(), (usize, i32)>;
+}
+
+/// The process's own stdout and stderr, unbuffered (one `write(2)` loop per
+/// hypercall, so output order matches the guest's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostOutput;
+
+impl Output for HostOutput {
+    fn write_all(&mut self, fd: i32, data: &VolatileSlice<'_>) -> Result<(), (usize, i32)> {
+        let guard = data.ptr_guard();
+        let ptr = guard.as_ptr();
+        let mut done = 0;
+        while done < data.len() {
+            // SAFETY: `ptr..ptr + data.len()` is a bounds-checked slice of the
+            // guest memory mapping, which stays mapped while `data` (and so
+            // `guard`) lives; write(2) only reads it, and a concurrent guest
+            // write can only change the bytes, not make the access invalid.
+            let n = unsafe { libc::write(fd, ptr.add(done).cast(), data.len() - done) };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err((done, err.raw_os_error().unwrap_or(libc::EIO)));
+            }
+            if n == 0 {
+                return Err((done, libc::EIO));
+            }
+            done += n as usize;
+        }
+        Ok(())
+    }
+}
+
+/// What the vCPU loop should do after a hypercall.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Resume the guest.
+    Continue,
+    /// The guest exited with this status.
+    Exit(i32),
+    /// End the VM: the guest broke the hypercall protocol.
+    Abort(String),
+}
+
+/// Hypercall state of one VM.
+#[derive(Debug, Default)]
+pub struct Hypercalls<O> {
+    out: O,
+    /// The log ring the guest registered, if any.
+    pub log_ring: Option<u64>,
+}
+
+impl<O: Output> Hypercalls<O> {
+    /// A handler writing to `out`.
+    pub fn new(out: O) -> Self {
+        Self {
+            out,
+            log_ring: None,
+        }
+    }
+
+    /// Handles an `out` to `port` with `data`; ports that are not hypercalls
+    /// are ignored like writes to an absent device.
+    pub fn handle_out(&mut self, mem: &GuestMemoryMmap, port: u16, data: &[u8]) -> Action {
+        let Some(nr) = Nr::from_port(port) else {
+            return Action::Continue;
+        };
+        let Ok(addr) = <[u8; 4]>::try_from(data) else {
+            return Action::Abort(format!(
+                "hypercall {nr:?} issued with a {}-byte out; expected a 32-bit out",
+                data.len()
+            ));
+        };
+        let addr = u64::from(u32::from_le_bytes(addr));
+        match nr {
+            Nr::Exit => match read_param::<4>(mem, nr, addr) {
+                Ok(raw) => Action::Exit(i32::from_le_bytes(raw)),
+                Err(abort) => abort,
+            },
+            Nr::Write => self.write(mem, addr),
+            Nr::LogRegister => match read_param::<8>(mem, nr, addr) {
+                Ok(raw) => {
+                    self.log_ring = Some(u64::from_le_bytes(raw));
+                    Action::Continue
+                }
+                Err(abort) => abort,
+            },
+        }
+    }
+
+    fn write(&mut self, mem: &GuestMemoryMmap, addr: u64) -> Action {
+        const SIZE: usize = size_of::<hypercall::Write>();
+        let raw = match read_param::<SIZE>(mem, Nr::Write, addr) {
+            Ok(raw) => raw,
+            Err(abort) => return abort,
+        };
+        let field = |offset: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[offset..offset + 8]);
+            u64::from_le_bytes(b)
+        };
+        let fd = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let buf = field(offset_of!(hypercall::Write, buf));
+        let len = field(offset_of!(hypercall::Write, len));
+        let result = self.write_result(mem, fd, buf, len);
+        let at = GuestAddress(addr + offset_of!(hypercall::Write, result) as u64);
+        // The whole struct was readable, so its result field is writable.
+        match mem.write_slice(&result.to_le_bytes(), at) {
+            Ok(()) => Action::Continue,
+            Err(e) => Action::Abort(format!("hypercall Write: cannot store the result: {e}")),
+        }
+    }
+
+    fn write_result(&mut self, mem: &GuestMemoryMmap, fd: i32, buf: u64, len: u64) -> i64 {
+        if fd != 1 && fd != 2 {
+            return -errno::EBADF;
+        }
+        if len == 0 {
+            return 0;
+        }
+        let Some(slice) = guest_slice(mem, buf, len) else {
+            return -errno::EFAULT;
+        };
+        match self.out.write_all(fd, &slice) {
+            Ok(()) => len as i64,
+            Err((0, e)) => -i64::from(e),
+            Err((n, _)) => n as i64,
+        }
+    }
+}
+
+/// `[addr, addr + len)` of guest memory, if it is all RAM in one region.
+pub fn guest_slice(mem: &GuestMemoryMmap, addr: u64, len: u64) -> Option<VolatileSlice<'_>> {
+    addr.checked_add(len)?;
+    let len = usize::try_from(len).ok()?;
+    mem.get_slice(GuestAddress(addr), len).ok()
+}
+
+fn read_param<const N: usize>(mem: &GuestMemoryMmap, nr: Nr, addr: u64) -> Result<[u8; N], Action> {
+    let mut raw = [0u8; N];
+    match guest_slice(mem, addr, N as u64) {
+        Some(slice) if slice.copy_to(&mut raw[..]) == N => Ok(raw),
+        _ => Err(Action::Abort(format!(
+            "hypercall {nr:?}: parameter block at {addr:#x} lies outside guest memory"
+        ))),
+    }
+}
+
+/// Reads the log ring at `ring`: the last `min(written, capacity)` bytes in
+/// order. Fails with a reason if the header is outside RAM, the magic is
+/// wrong, or the capacity is 0, larger than [`MAX_LOG_CAPACITY`] or runs past
+/// RAM.
+pub fn read_log(mem: &GuestMemoryMmap, ring: u64) -> Result<Vec<u8>, String> {
+    const HEADER: u64 = size_of::<LogRing>() as u64;
+    let header = guest_slice(mem, ring, HEADER)
+        .ok_or_else(|| format!("header at {ring:#x} lies outside guest memory"))?;
+    let mut raw = [0u8; HEADER as usize];
+    header.copy_to(&mut raw[..]);
+    let word = |offset: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[offset..offset + 8]);
+        u64::from_le_bytes(b)
+    };
+    if word(offset_of!(LogRing, magic)) != LOG_RING_MAGIC {
+        return Err(format!("no log ring magic at {ring:#x}"));
+    }
+    let capacity = word(offset_of!(LogRing, capacity));
+    let written = word(offset_of!(LogRing, written));
+    if capacity == 0 || capacity > MAX_LOG_CAPACITY {
+        return Err(format!("implausible capacity {capacity}"));
+    }
+    let data = guest_slice(mem, ring + HEADER, capacity)
+        .ok_or_else(|| format!("data area of {capacity} bytes runs past guest memory"))?;
+    let mut bytes = vec![0u8; capacity as usize];
+    data.copy_to(&mut bytes[..]);
+    if written <= capacity {
+        bytes.truncate(written as usize);
+    } else {
+        bytes.rotate_left((written % capacity) as usize);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use hermit_interface::hypercall::PORT_BASE;
+
+    use super::*;
+
+    const MEM: u64 = 0x10_0000;
+
+    #[derive(Default)]
+    struct Capture(Vec<(i32, Vec<u8>)>);
+
+    impl Output for Capture {
+        fn write_all(&mut self, fd: i32, data: &VolatileSlice<'_>) -> Result<(), (usize, i32)> {
+            let mut v = vec![0; data.len()];
+            data.copy_to(&mut v[..]);
+            self.0.push((fd, v));
+            Ok(())
+        }
+    }
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
+    }
+
+    fn put_write(mem: &GuestMemoryMmap, at: u64, fd: i32, buf: u64, len: u64) {
+        mem.write_obj(fd, GuestAddress(at)).unwrap();
+        mem.write_obj(buf, GuestAddress(at + 8)).unwrap();
+        mem.write_obj(len, GuestAddress(at + 16)).unwrap();
+        mem.write_obj(0x5555i64, GuestAddress(at + 24)).unwrap();
+    }
+
+    fn write_call(
+        h: &mut Hypercalls<Capture>,
+        mem: &GuestMemoryMmap,
+        fd: i32,
+        buf: u64,
+        len: u64,
+    ) -> i64 {
+        put_write(mem, 0x1000, fd, buf, len);
+        let port = Nr::Write.port();
+        assert_eq!(
+            h.handle_out(mem, port, &0x1000u32.to_le_bytes()),
+            Action::Continue
+        );
+        mem.read_obj(GuestAddress(0x1000 + 24)).unwrap()
+    }
+
+    #[test]
+    fn write_checks_fd_and_range() {
+        let mem = memory();
+        mem.write_slice(b"hi\n", GuestAddress(0x2000)).unwrap();
+        let mut h = Hypercalls::new(Capture::default());
+        assert_eq!(write_call(&mut h, &mem, 1, 0x2000, 3), 3);
+        assert_eq!(write_call(&mut h, &mem, 2, 0x2000, 2), 2);
+        assert_eq!(write_call(&mut h, &mem, 1, 0x2000, 0), 0);
+        assert_eq!(h.out.0, [(1, b"hi\n".to_vec()), (2, b"hi".to_vec())]);
+
+        assert_eq!(write_call(&mut h, &mem, 0, 0x2000, 3), -errno::EBADF);
+        assert_eq!(write_call(&mut h, &mem, 3, 0x2000, 3), -errno::EBADF);
+        assert_eq!(write_call(&mut h, &mem, -1, 0x2000, 3), -errno::EBADF);
+        for (buf, len) in [
+            (MEM - 1, 2),
+            (MEM, 1),
+            (0x2000, u64::MAX),
+            (u64::MAX, 2),
+            (u64::MAX - 1, 1),
+            (0x2000, MEM),
+            (1 << 40, 1),
+        ] {
+            assert_eq!(
+                write_call(&mut h, &mem, 1, buf, len),
+                -errno::EFAULT,
+                "{buf:#x}+{len:#x}"
+            );
+        }
+        assert_eq!(h.out.0.len(), 2, "nothing written for bad calls");
+        // The last byte of memory is fine.
+        assert_eq!(write_call(&mut h, &mem, 1, MEM - 1, 1), 1);
+    }
+
+    #[test]
+    fn bad_parameter_blocks_abort() {
+        let mem = memory();
+        let mut h = Hypercalls::new(Capture::default());
+        for nr in [Nr::Exit, Nr::Write, Nr::LogRegister] {
+            for addr in [MEM as u32, MEM as u32 - 2, u32::MAX] {
+                let action = h.handle_out(&mem, nr.port(), &addr.to_le_bytes());
+                assert!(
+                    matches!(&action, Action::Abort(m) if m.contains("outside guest memory")),
+                    "{nr:?} {addr:#x}: {action:?}"
+                );
+            }
+            // 8- and 16-bit outs to a hypercall port.
+            assert!(matches!(
+                h.handle_out(&mem, nr.port(), &[0, 0]),
+                Action::Abort(_)
+            ));
+        }
+        assert_eq!(h.log_ring, None);
+    }
+
+    #[test]
+    fn exit_and_unknown_ports() {
+        let mem = memory();
+        let mut h = Hypercalls::new(Capture::default());
+        mem.write_obj(-3i32, GuestAddress(0x3000)).unwrap();
+        let addr = 0x3000u32.to_le_bytes();
+        assert_eq!(h.handle_out(&mem, Nr::Exit.port(), &addr), Action::Exit(-3));
+        for port in [0, 0x80, PORT_BASE - 1, PORT_BASE + 3, 0xffff] {
+            assert_eq!(h.handle_out(&mem, port, &addr), Action::Continue);
+        }
+    }
+
+    fn put_ring(mem: &GuestMemoryMmap, at: u64, magic: u64, capacity: u64, written: u64) {
+        mem.write_obj(magic, GuestAddress(at)).unwrap();
+        mem.write_obj(capacity, GuestAddress(at + 8)).unwrap();
+        mem.write_obj(written, GuestAddress(at + 16)).unwrap();
+    }
+
+    #[test]
+    fn log_ring_is_read_in_order_and_validated() {
+        let mem = memory();
+        let mut h = Hypercalls::new(Capture::default());
+        mem.write_obj(0x4000u64, GuestAddress(0x3000)).unwrap();
+        let port = Nr::LogRegister.port();
+        assert_eq!(
+            h.handle_out(&mem, port, &0x3000u32.to_le_bytes()),
+            Action::Continue
+        );
+        assert_eq!(h.log_ring, Some(0x4000));
+
+        mem.write_slice(b"0123456789abcdef", GuestAddress(0x4018))
+            .unwrap();
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 5);
+        assert_eq!(read_log(&mem, 0x4000).unwrap(), b"01234");
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 16);
+        assert_eq!(read_log(&mem, 0x4000).unwrap(), b"0123456789abcdef");
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 20);
+        assert_eq!(read_log(&mem, 0x4000).unwrap(), b"456789abcdef0123");
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, u64::MAX);
+        assert_eq!(read_log(&mem, 0x4000).unwrap().len(), 16);
+
+        put_ring(&mem, 0x4000, 0, 16, 5);
+        assert!(read_log(&mem, 0x4000).unwrap_err().contains("magic"));
+        for capacity in [0, MAX_LOG_CAPACITY + 1, u64::MAX, MEM] {
+            put_ring(&mem, 0x4000, LOG_RING_MAGIC, capacity, 5);
+            assert!(read_log(&mem, 0x4000).is_err(), "{capacity}");
+        }
+        put_ring(&mem, MEM - 24, LOG_RING_MAGIC, 1, 1);
+        assert!(read_log(&mem, MEM - 24).is_err());
+        for at in [MEM - 8, MEM, u64::MAX - 4] {
+            assert!(read_log(&mem, at).is_err());
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The KVM side: creating the VM, placing the boot data, running the vCPU.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hermit_interface::{
+    GDT_KERNEL_CODE, GDT_KERNEL_DATA, MAX_MEMORY_REGIONS, MemoryRegion, Platform,
+};
+use hermit_loader::{BootParams, Dest, Image, LoadedImage};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+
+use crate::hypercall::{Action, HostOutput, Hypercalls, read_log};
+use crate::layout::{GDT_ADDR, Layout, PAGE_TABLES_ADDR};
+use crate::{Config, Error, Outcome};
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const EFER_NXE: u64 = 1 << 11;
+
+/// A VM with its memory. Field order is drop order: the vCPU and VM fds
+/// close before the memory they point into is unmapped.
+struct Vm {
+    vcpu: VcpuFd,
+    _vm: VmFd,
+    mem: GuestMemoryMmap,
+}
+
+/// Opens `/dev/kvm` and checks the API version.
+pub(crate) fn open_kvm() -> Result<Kvm, Error> {
+    let kvm = Kvm::new().map_err(|e| Error::NoKvm(e.to_string()))?;
+    match kvm.get_api_version() {
+        12 => Ok(kvm),
+        v => Err(Error::NoKvm(format!("unsupported KVM API version {v}"))),
+    }
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+    move |source| Error::Kvm { what, source }
+}
+
+/// Boots `config` and runs it to the end; see [`crate::run`].
+pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
+    match config.cpus {
+        0 => return Err(Error::NoCpus),
+        1 => {}
+        n => return Err(Error::TooManyCpus(n)),
+    }
+    let file = std::fs::read(&config.image).map_err(|source| Error::ImageRead {
+        path: config.image.clone(),
+        source,
+    })?;
+    let image = Image::parse(&file).map_err(|source| Error::Image {
+        path: config.image.clone(),
+        source,
+    })?;
+    let boot_info_size =
+        hermit_loader::boot_info_size(config.cmdline.as_bytes(), &config.args, &config.env);
+    let layout = Layout::plan(config.mem_size, boot_info_size, &image)?;
+
+    let kvm = open_kvm()?;
+    let vm = kvm
+        .create_vm()
+        .map_err(|e| Error::NoKvm(format!("cannot create a VM: {e}")))?;
+    let ranges: Vec<_> = layout
+        .ram
+        .iter()
+        .map(|r| (GuestAddress(r.start), (r.end - r.start) as usize))
+        .collect();
+    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| Error::Memory {
+        size: config.mem_size,
+        reason: e.to_string(),
+    })?;
+    for (slot, region) in mem.iter().enumerate() {
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the host range is a live mapping owned by `mem`, which `Vm`
+        // keeps alive until after the VM fd is closed; slots do not overlap
+        // because the layout's RAM ranges do not.
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    // The in-kernel LAPIC/IOAPIC/PIC: the kernel's timer and (later) IPIs
+    // need a local APIC. A consequence: `hlt` with interrupts off waits
+    // forever inside KVM instead of exiting to us.
+    vm.create_irq_chip()
+        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+    let mut vm = Vm { vcpu, _vm: vm, mem };
+
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    vm.vcpu
+        .set_cpuid2(&cpuid)
+        .map_err(kvm_err("KVM_SET_CPUID2"))?;
+    let tsc_khz = vm.vcpu.get_tsc_khz().map_or(0, u64::from);
+
+    let (loaded, boot_info) = write_boot_data(&vm.mem, &layout, &image, config, tsc_khz)?;
+    drop(file);
+    set_registers(&vm.vcpu, &loaded, &layout, boot_info)?;
+    Ok(vm.run())
+}
+
+/// Writes GDT, page tables, image and boot info into guest memory.
+fn write_boot_data(
+    mem: &GuestMemoryMmap,
+    layout: &Layout,
+    image: &Image<'_>,
+    config: &Config,
+    tsc_khz: u64,
+) -> Result<(LoadedImage, u64), Error> {
+    let start = GDT_ADDR;
+    let len = layout.image_end - start;
+    let slice = crate::hypercall::guest_slice(mem, start, len).ok_or(Error::MemoryTooSmall {
+        mem: config.mem_size,
+        needed: layout.image_end,
+    })?;
+    let guard = slice.ptr_guard_mut();
+    // SAFETY: `slice` is a bounds-checked range of the guest mapping owned by
+    // `mem`, which outlives this function. No vCPU has run yet and no other
+    // reference into guest memory exists while `window` lives, so it is the
+    // only access; any byte value is a valid `u8`.
+    let window = unsafe { std::slice::from_raw_parts_mut(guard.as_ptr(), slice.len()) };
+
+    let boot_err = Error::Boot;
+    hermit_loader::write_gdt(window, start, GDT_ADDR).map_err(boot_err)?;
+    hermit_loader::write_page_tables(window, start, PAGE_TABLES_ADDR, layout.ram_end())
+        .map_err(boot_err)?;
+    // Fresh anonymous memory reads as zero, so `.bss` need not be touched.
+    let loaded = image
+        .load(window, start, layout.image, Dest::Zeroed)
+        .map_err(boot_err)?;
+
+    let mut memory = [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS];
+    let count = hermit_loader::build_memory_map(&layout.ram, &layout.reserved(), &mut memory)
+        .map_err(boot_err)?;
+    let boot_time_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let params = BootParams {
+        platform: Platform::Uhyve,
+        cpu_count: 1,
+        tsc_khz,
+        boot_time_ns,
+        image: &loaded,
+        memory: &memory[..count],
+    };
+    let written = hermit_loader::write_boot_info(
+        window,
+        start,
+        layout.boot_info,
+        &params,
+        config.cmdline.as_bytes(),
+        &config.args,
+        &config.env,
+    )
+    .map_err(boot_err)?;
+    Ok((loaded, written.addr))
+}
+
+fn segment(selector: u16, code: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_: if code { 0xb } else { 0x3 },
+        present: 1,
+        dpl: 0,
+        db: u8::from(!code),
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Puts the vCPU straight into 64-bit mode at the entry point.
+fn set_registers(
+    vcpu: &VcpuFd,
+    loaded: &LoadedImage,
+    layout: &Layout,
+    boot_info: u64,
+) -> Result<(), Error> {
+    let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+    sregs.cs = segment(GDT_KERNEL_CODE, true);
+    let data = segment(GDT_KERNEL_DATA, false);
+    (sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss) = (data, data, data, data, data);
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = hermit_loader::GDT_SIZE as u16 - 1;
+    sregs.idt.base = 0;
+    sregs.idt.limit = 0;
+    sregs.cr3 = PAGE_TABLES_ADDR;
+    sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
+    vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
+    let regs = kvm_regs {
+        rip: loaded.entry,
+        rsp: layout.stack_top,
+        rdi: boot_info,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
+}
+
+impl Vm {
+    /// Runs the vCPU until the guest exits or breaks, then reads the log.
+    fn run(&mut self) -> Outcome {
+        let mut calls = Hypercalls::new(HostOutput);
+        let ended = loop {
+            let action = match self.vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => calls.handle_out(&self.mem, port, data),
+                Ok(VcpuExit::IoIn(_, data)) => {
+                    // No devices: reads float high, like an empty ISA bus.
+                    data.fill(0xff);
+                    Action::Continue
+                }
+                Ok(VcpuExit::MmioRead(_, data)) => {
+                    data.fill(0xff);
+                    Action::Continue
+                }
+                Ok(VcpuExit::MmioWrite(..)) | Ok(VcpuExit::Intr) => Action::Continue,
+                Ok(VcpuExit::Hlt) => Action::Abort("the guest halted".into()),
+                Ok(VcpuExit::Shutdown) => {
+                    Action::Abort("the guest shut down (triple fault)".into())
+                }
+                Ok(VcpuExit::InternalError) => {
+                    let run = self.vcpu.get_kvm_run();
+                    // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
+                    // `internal` is the union member KVM filled in.
+                    let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
+                    Action::Abort(format!("KVM internal error (suberror {suberror})"))
+                }
+                Ok(VcpuExit::FailEntry(reason, _)) => Action::Abort(format!(
+                    "KVM could not enter the guest (hardware reason {reason:#x})"
+                )),
+                Ok(VcpuExit::SystemEvent(kind, _)) => {
+                    Action::Abort(format!("the guest raised system event {kind}"))
+                }
+                Ok(other) => Action::Abort(format!("unexpected VM exit {other:?}")),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Action::Continue,
+                Err(e) => Action::Abort(format!("KVM_RUN failed: {e}")),
+            };
+            match action {
+                Action::Continue => {}
+                Action::Exit(status) => break Ok(status),
+                Action::Abort(reason) => break Err(reason),
+            }
+        };
+        let kernel_log = match calls.log_ring {
+            None => Vec::new(),
+            Some(ring) => read_log(&self.mem, ring).unwrap_or_else(|reason| {
+                format!("[uhyve: cannot read the kernel log ring: {reason}]\n").into_bytes()
+            }),
+        };
+        match ended {
+            Ok(status) => Outcome {
+                status,
+                kernel_log,
+                abnormal: None,
+            },
+            Err(reason) => {
+                let rip = self
+                    .vcpu
+                    .get_regs()
+                    .map_or_else(|_| String::new(), |r| format!(" at rip {:#x}", r.rip));
+                Outcome {
+                    status: 1,
+                    kernel_log,
+                    abnormal: Some(format!("{reason}{rip}")),
+                }
+            }
+        }
+    }
+}
