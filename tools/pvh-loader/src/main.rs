@@ -63,9 +63,14 @@ impl fmt::Display for Failure {
 }
 
 // The 32-bit PVH entry. QEMU's firmware enters it in flat 32-bit protected
-// mode with paging off and EBX = physical address of the start info. It
-// identity-maps [0, 4 GiB) with 2 MiB pages, enables long mode and calls
-// `loader_main(start_info)` on the loader's own stack.
+// mode with paging off and EBX = physical address of the start info.
+//
+// Under a software KVM (as on the development machines) every instruction
+// executed with paging off is emulated by the hypervisor, at microseconds
+// each, so this part does as little as possible: the page directory for the
+// first GiB is prebuilt data, `.bss` is not cleared (QEMU's ELF loader
+// zero-fills it), and the 64-bit part extends the identity map to 4 GiB
+// natively before calling `loader_main(start_info)` on the loader's stack.
 core::arch::global_asm!(
     r#"
     .section .text.pvh_start32, "ax"
@@ -73,36 +78,13 @@ core::arch::global_asm!(
     .global pvh_start32
 pvh_start32:
     cli
-    cld
     mov esi, ebx
-
-    mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
-    xor eax, eax
-    rep stosb
     mov esp, offset boot_stack_top
 
-    mov eax, offset boot_pdpt
-    or eax, 3
+    mov eax, offset boot_pdpt + 3
     mov dword ptr [boot_pml4], eax
-
-    mov edi, offset boot_pdpt
-    mov eax, offset boot_pd
-    or eax, 3
-    mov ecx, 4
-2:  mov dword ptr [edi], eax
-    add eax, 4096
-    add edi, 8
-    loop 2b
-
-    mov edi, offset boot_pd
-    mov eax, 0x83
-    mov ecx, 2048
-3:  mov dword ptr [edi], eax
-    add eax, 0x200000
-    add edi, 8
-    loop 3b
+    mov eax, offset boot_pd_low + 3
+    mov dword ptr [boot_pdpt], eax
 
     mov eax, cr4
     or eax, 0x20
@@ -114,6 +96,7 @@ pvh_start32:
     or eax, 0x900
     wrmsr
     mov eax, cr0
+    and eax, 0x9fffffff
     or eax, 0x80010001
     mov cr0, eax
 
@@ -132,6 +115,22 @@ pvh_start64:
     xor eax, eax
     mov fs, eax
     mov gs, eax
+    cld
+
+    lea rdi, [rip + boot_pd_high]
+    mov rax, 0x40000083
+    mov ecx, 3 * 512
+2:  mov qword ptr [rdi], rax
+    add rax, 0x200000
+    add rdi, 8
+    loop 2b
+    lea rax, [rip + boot_pd_high + 3]
+    mov qword ptr [rip + boot_pdpt + 8], rax
+    add rax, 4096
+    mov qword ptr [rip + boot_pdpt + 16], rax
+    add rax, 4096
+    mov qword ptr [rip + boot_pdpt + 24], rax
+
     mov edi, esi
     call loader_main
     ud2
@@ -146,14 +145,23 @@ boot_gdtr:
     .word 23
     .quad boot_gdt
 
+    .section .data.boot_pd_low, "aw"
+    .balign 4096
+boot_pd_low:
+    .set page, 0
+    .rept 512
+    .quad (page << 21) | 0x83
+    .set page, page + 1
+    .endr
+
     .section .bss.boot, "aw", @nobits
     .balign 4096
 boot_pml4:
     .skip 4096
 boot_pdpt:
     .skip 4096
-boot_pd:
-    .skip 4 * 4096
+boot_pd_high:
+    .skip 3 * 4096
 boot_stack:
     .skip 64 * 1024
 boot_stack_top:
@@ -363,7 +371,7 @@ fn place(ram: &[Range<u64>], busy: &[Range<u64>], size: u64, align: u64) -> Opti
 const fn align_up(x: u64, align: u64) -> u64 {
     match x.checked_add(align - 1) {
         Some(v) => v & !(align - 1),
-        None => u64::MAX & !(align - 1),
+        None => !(align - 1),
     }
 }
 

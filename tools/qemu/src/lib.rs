@@ -213,18 +213,12 @@ fn loader_candidates(
     out
 }
 
-/// Checks on the host that `bytes` is an image the loader can boot.
+/// Checks on the host, with the same code the PVH loader runs, that `bytes`
+/// is an image the loader can boot.
 fn check_image(bytes: &[u8]) -> Result<(), String> {
-    if bytes.get(..4) != Some(b"\x7fELF") {
-        return Err("not an ELF file".into());
-    }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
-        return Err("not a 64-bit little-endian ELF".into());
-    }
-    if bytes.get(18..20) != Some(&62u16.to_le_bytes()[..]) {
-        return Err("not an x86_64 ELF".into());
-    }
-    Ok(())
+    hermit_loader::Image::parse(bytes)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Locates the QEMU binary.
@@ -596,17 +590,21 @@ mod tests {
 
     #[test]
     fn image_checks() {
-        assert!(check_image(b"not elf").unwrap_err().contains("not an ELF"));
+        assert_eq!(check_image(b"not elf").unwrap_err(), "not an ELF file");
         let mut elf = vec![0u8; 64];
-        elf[..4].copy_from_slice(b"\x7fELF");
-        elf[4] = 1;
-        assert!(check_image(&elf).unwrap_err().contains("64-bit"));
+        elf[..7].copy_from_slice(b"\x7fELF\x01\x01\x01");
+        assert_eq!(check_image(&elf).unwrap_err(), "not a 64-bit ELF image");
         elf[4] = 2;
-        elf[5] = 1;
-        elf[18] = 3;
-        assert!(check_image(&elf).unwrap_err().contains("x86_64"));
-        elf[18] = 62;
-        assert!(check_image(&elf).is_ok());
+        elf[16] = 2; // ET_EXEC
+        elf[18] = 3; // EM_386
+        elf[20] = 1;
+        elf[52] = 64;
+        elf[54] = 56;
+        assert!(
+            check_image(&elf)
+                .unwrap_err()
+                .contains("not an x86_64 image")
+        );
     }
 
     fn ended(code: Option<i32>) -> Ended<'static> {

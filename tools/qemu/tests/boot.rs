@@ -67,6 +67,12 @@ const CODE: u64 = 0x100;
 const DYNAMIC: u64 = 0x200;
 /// Link address of the RELA table.
 const RELA: u64 = 0x300;
+/// Link address of an alternative entry (see [`test_kernel_entering`]).
+const ALT_ENTRY: u64 = 0x2f0;
+/// Alternative entry code: `ud2` (no IDT yet, so this triple-faults).
+const CRASH: &[u8] = &[0x0f, 0x0b];
+/// Alternative entry code: `2: hlt; jmp 2b` with interrupts off: hangs.
+const HANG: &[u8] = &[0xf4, 0xeb, 0xfd];
 
 /// The byte offsets the test kernel hard-codes must match the real layout.
 #[test]
@@ -92,6 +98,11 @@ fn test_kernel_matches_boot_info_layout() {
 /// A static PIE holding [`KERNEL_CODE`], one `R_X86_64_RELATIVE`
 /// relocation, and `bss` bytes of `.bss`.
 fn test_kernel(bss: u64) -> Vec<u8> {
+    test_kernel_entering(bss, None)
+}
+
+/// [`test_kernel`], but entered at `code` (placed at [`ALT_ENTRY`]) if given.
+fn test_kernel_entering(bss: u64, code: Option<&[u8]>) -> Vec<u8> {
     let mut f = vec![0u8; (RELA + 24) as usize];
     let mut put =
         |at: u64, bytes: &[u8]| f[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
@@ -119,6 +130,10 @@ fn test_kernel(bss: u64) -> Vec<u8> {
     put(64, &phdr(1, 7, 0, file_len, file_len + bss, 0x1000));
     put(120, &phdr(2, 6, DYNAMIC, 64, 64, 8));
     put(CODE, KERNEL_CODE);
+    if let Some(code) = code {
+        put(ALT_ENTRY, code);
+        put(24, &ALT_ENTRY.to_le_bytes());
+    }
     // DT_RELA, DT_RELASZ, DT_RELAENT, DT_NULL.
     for (i, (tag, val)) in [(7u64, RELA), (8, 24), (9, 24), (0, 0)]
         .into_iter()
@@ -133,6 +148,9 @@ fn test_kernel(bss: u64) -> Vec<u8> {
     put(RELA + 16, &(CODE + 16).to_le_bytes());
     f
 }
+
+/// Linux's "text file busy" errno.
+const ETXTBSY: i32 = 26;
 
 /// A file in the temp directory, removed on drop.
 struct TempFile(PathBuf);
@@ -249,6 +267,72 @@ fn loader_reports_errors_on_stderr() {
     assert!(err.starts_with("pvh-loader: not enough memory"), "{err:?}");
     assert_eq!(err.lines().count(), 1, "{err:?}");
     assert_eq!((outcome.status, outcome.abnormal), (1, None));
+}
+
+#[test]
+fn crash_and_hang_are_abnormal() {
+    let Some(loader) = setup("crash_and_hang_are_abnormal") else {
+        return;
+    };
+    let crash = TempFile::new("kernel-crash", &test_kernel_entering(0, Some(CRASH)));
+    let (outcome, _, err) = run(&Config::new(&crash.0, &loader));
+    assert_eq!(outcome.status, 1, "stderr {err:?}");
+    assert!(
+        outcome
+            .abnormal
+            .as_deref()
+            .is_some_and(|r| r.contains("without an exit record")),
+        "{outcome:?}"
+    );
+
+    let hang = TempFile::new("kernel-hang", &test_kernel_entering(0, Some(HANG)));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let streams = Streams {
+        stdout: &mut out,
+        stderr: &mut err,
+        timeout: Some(Duration::from_millis(1500)),
+    };
+    let outcome = hermit_qemu::run_with(&Config::new(&hang.0, &loader), streams).unwrap();
+    assert_eq!(outcome.status, 1);
+    assert_eq!(
+        outcome.abnormal.as_deref(),
+        Some("timed out after 1.5 s; QEMU was killed")
+    );
+}
+
+#[test]
+fn qemu_start_failure_is_one_clear_error() {
+    let Some(loader) = setup("qemu_start_failure_is_one_clear_error") else {
+        return;
+    };
+    let image = TempFile::new("kernel-fake-qemu", &test_kernel(0));
+    let script = TempFile::new(
+        "fake-qemu",
+        b"#!/bin/sh\necho 'qemu: -M microvm: bad machine' >&2\necho second line >&2\nexit 1\n",
+    );
+    std::fs::set_permissions(
+        &script.0,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut config = Config::new(&image.0, &loader);
+    config.qemu = Some(script.0.clone());
+    // A test thread forking concurrently may briefly hold the new script open
+    // for writing, which makes exec fail with ETXTBSY; retry that.
+    let mut err = hermit_qemu::run(&config).unwrap_err();
+    for _ in 0..20 {
+        match &err {
+            hermit_qemu::Error::Io(e) if e.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(50));
+                err = hermit_qemu::run(&config).unwrap_err();
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(
+        err.to_string(),
+        "QEMU failed to start: qemu: -M microvm: bad machine"
+    );
 }
 
 #[test]
