@@ -1,4 +1,4 @@
-//! `qemu-run [--tcg] [--runs N] IMAGE [ARGS...]`: boots IMAGE under QEMU with
+//! `qemu-run [--tcg] [--runs N] [--cmdline S] [--env K=V]... IMAGE [ARGS...]`: boots IMAGE under QEMU with
 //! `hermit-qemu`, prints its output and exit status, and with `--runs N`
 //! the median wall time of N boots.
 
@@ -8,11 +8,15 @@ fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut kvm = true;
     let mut runs = 1usize;
+    let mut cmdline = String::new();
+    let mut env = Vec::new();
     while let Some(flag) = args.first().filter(|a| a.starts_with("--")).cloned() {
         args.remove(0);
         match flag.as_str() {
             "--tcg" => kvm = false,
             "--runs" if !args.is_empty() => runs = args.remove(0).parse().unwrap_or(1).max(1),
+            "--cmdline" if !args.is_empty() => cmdline = args.remove(0),
+            "--env" if !args.is_empty() => env.push(args.remove(0)),
             _ => return usage(),
         }
     }
@@ -26,6 +30,8 @@ fn main() {
     let mut config = hermit_qemu::Config::new(&args[0], loader);
     config.args = args.clone();
     config.kvm = kvm;
+    config.cmdline = cmdline;
+    config.env = env;
     let mut times: Vec<Duration> = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs {
@@ -59,7 +65,7 @@ fn main() {
 }
 
 fn usage() {
-    fail("usage: qemu-run [--tcg] [--runs N] IMAGE [ARGS...]");
+    fail("usage: qemu-run [--tcg] [--runs N] [--cmdline S] [--env K=V]... IMAGE [ARGS...]");
 }
 
 fn fail(message: &str) -> ! {

@@ -236,14 +236,15 @@ fn loader_boots_relocates_and_passes_boot_info() {
 }
 
 #[test]
-fn loader_maps_ram_above_4_gib() {
-    let Some(loader) = setup("loader_maps_ram_above_4_gib") else {
+fn loader_maps_ram_above_4_gib_with_two_cpus() {
+    let Some(loader) = setup("loader_maps_ram_above_4_gib_with_two_cpus") else {
         return;
     };
     let image = TempFile::new("kernel-big", &test_kernel(0));
     let mut config = Config::new(&image.0, &loader);
     config.args = vec!["one".into()];
     config.mem_size = 5 << 30;
+    config.cpus = 2;
     let (outcome, out, err) = run(&config);
     assert_eq!(
         (outcome.status, outcome.abnormal),
@@ -363,6 +364,10 @@ fn hello_prints_hello_world() {
             (outcome.status, outcome.abnormal),
             (0, None),
             "stderr {err:?}"
+        );
+        assert!(
+            out.contains("world") && out.contains("HERMIT_TEST=1"),
+            "arguments and environment reach the app: {out:?}"
         );
     }
 }
