@@ -5,11 +5,17 @@
 //! kernel's page tables, GDT, boot stack, memory map and `BootInfo`, and jumps
 //! to the kernel entry as `hermit_interface` describes.
 //!
-//! It is a fixed-address executable at 1 MiB (see `link.ld` and `build.rs`),
-//! a few KiB large, with no allocator and no formatting machinery. It is not a
-//! general multiboot/Linux loader and does not start other CPUs. On any error
-//! it prints one line on the stderr port, writes an exit record with status 1
-//! and leaves through `isa-debug-exit`.
+//! It is a fixed-address executable at 1 MiB (see `link.ld` and `build.rs`):
+//! about 33 KiB of code and data (mostly `hermit-loader`, and `core::fmt`
+//! for the error line) plus 84 KiB of `.bss` (temporary page tables, 64 KiB
+//! stack), without an allocator. The kernel's memory (image, page tables,
+//! GDT, boot info with copies of the strings, boot stack) is one block at the
+//! lowest free 2 MiB-aligned address; the loader and the bundle are usable
+//! RAM in the memory map the kernel gets. It is not a general Linux/multiboot
+//! loader, does not start other CPUs, and passes no TSC frequency or ACPI
+//! RSDP (`BootInfo` has no field for the latter). On any error it prints one
+//! line `pvh-loader: <message>` on the stderr port, writes an exit record
+//! with status 1 and leaves through `isa-debug-exit`.
 #![no_std]
 #![no_main]
 
