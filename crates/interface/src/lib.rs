@@ -25,7 +25,10 @@
 //! [`BootInfo`] and everything it points to lie in memory that the memory map
 //! does not list as [`MemoryKind::Usable`], so the kernel may read it at any
 //! time.
-#![cfg_attr(not(feature = "std"), no_std)]
+// Always `no_std`, even for host users: the PVH loader and the kernel share
+// one build with the host tools, and cargo unifies a package's features
+// across targets, so a `std` feature would leak into the bare-metal build.
+#![no_std]
 #![forbid(unsafe_code)]
 
 /// `BootInfo::magic`: "HRMTBOOT" in little-endian byte order.
@@ -357,7 +360,11 @@ mod tests {
 
     #[test]
     fn hypercall_ports_round_trip() {
-        for nr in [hypercall::Nr::Exit, hypercall::Nr::Write, hypercall::Nr::LogRegister] {
+        for nr in [
+            hypercall::Nr::Exit,
+            hypercall::Nr::Write,
+            hypercall::Nr::LogRegister,
+        ] {
             assert_eq!(hypercall::Nr::from_port(nr.port()), Some(nr));
         }
         assert_eq!(hypercall::Nr::from_port(hypercall::PORT_BASE - 1), None);
