@@ -215,3 +215,22 @@ fn setup_errors_are_typed() {
     assert!(err.to_string().ends_with(": not an ELF file"), "{err}");
     let _ = std::fs::remove_file(text);
 }
+
+#[test]
+fn local_apic_is_in_the_kernel() {
+    if skip_without_kvm("local_apic_is_in_the_kernel") {
+        return;
+    }
+    // Read the xAPIC version register at 0xfee00030: KVM's in-kernel LAPIC
+    // answers 0x14 in the low byte; without one the read would reach
+    // uhyve's MMIO handler and return all ones.
+    let mut g = Guest::new();
+    g.mov_imm(Reg::Rbx, 0xfee0_0030)
+        .raw(&[0x8b, 0x0b]) // mov ecx, [rbx]
+        .raw(&[0x81, 0xe1, 0xff, 0, 0, 0]) // and ecx, 0xff
+        .lea(Reg::Rbx, EXIT)
+        .store(Reg::Rbx, 0, Reg::Rcx)
+        .exit_with(EXIT);
+    let outcome = run("lapic", &g);
+    assert_eq!((outcome.status, outcome.abnormal), (0x14, None));
+}
