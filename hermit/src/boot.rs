@@ -73,7 +73,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
     );
     match tsc_khz {
         Some(khz) => log::info!("TSC at {khz} kHz"),
-        None => log::warn!("TSC frequency unknown"),
+        None => log::debug!("TSC frequency unknown (calibration comes with the timer)"),
     }
 
     if let Err(e) = crate::mem::init(info) {

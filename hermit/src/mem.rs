@@ -1,8 +1,7 @@
 //! Physical memory, page tables and the kernel heap.
 //!
 //! The frame allocator (`mm`) is built from the boot memory map; the kernel
-//! then switches to page tables of its own (identity map without the null
-//! page); the heap is `talc`, which takes frames from the frame allocator
+//! adopts the loader's identity-mapped page tables and unmaps the null page; the heap is `talc`, which takes frames from the frame allocator
 //! whenever it runs out, so a small application touches little memory.
 
 use core::alloc::Layout;
@@ -47,14 +46,10 @@ pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     let mut frames = FRAMES.lock();
     *frames = FrameAllocator::from_memory_map(regions).map_err(MemError::Frames)?;
     let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
-    let map_end = ram_end.max(4 << 30);
-    let image = info.image.addr..info.image.addr + info.image.len;
-    // SAFETY: the loader identity-mapped all RAM (entry contract); the new
-    // tables cover all RAM and the low 4 GiB (MMIO) at the same addresses,
-    // and their frames come from the allocator, so they are unused RAM.
-    let mapper =
-        unsafe { arch_x86_64::paging::switch_to_kernel_tables(map_end, image, &mut *frames) }
-            .map_err(MemError::Paging)?;
+    // SAFETY: the loader's tables are active and identity-mapped (entry
+    // contract); nothing lives in the null page; frames are unused RAM.
+    let mapper = unsafe { arch_x86_64::paging::adopt_boot_tables(&mut *frames) }
+        .map_err(MemError::Paging)?;
     MAPPER.call_once(|| Mutex::new(mapper));
     log::info!(
         "memory: {} KiB free of {} KiB usable, RAM ends at {ram_end:#x}",
