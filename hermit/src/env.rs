@@ -1,7 +1,9 @@
 //! The application's arguments and environment, as the host passed them.
 //!
 //! They live in boot memory that the kernel never reuses, so they are handed
-//! out as `&'static str` without copying.
+//! out as `&'static str` without copying. They are checked (UTF-8, count) on
+//! first use rather than at boot: an application that never looks at its
+//! environment does not pay for scanning it.
 
 use hermit_interface::{BootInfo, StringList};
 use spin::Once;
@@ -13,6 +15,8 @@ struct Strings {
     count: usize,
 }
 
+static ARGS_RAW: Once<StringList> = Once::new();
+static ENV_RAW: Once<StringList> = Once::new();
 static ARGS: Once<Strings> = Once::new();
 static ENV: Once<Strings> = Once::new();
 
@@ -61,13 +65,22 @@ fn validate(list: &StringList) -> Result<Strings, StringsError> {
     })
 }
 
-/// Validates and records the arguments and environment from the boot info.
-pub(crate) fn init(info: &BootInfo) -> Result<(), (&'static str, StringsError)> {
-    let args = validate(&info.args).map_err(|e| ("arguments", e))?;
-    let env = validate(&info.env).map_err(|e| ("environment", e))?;
-    ARGS.call_once(|| args);
-    ENV.call_once(|| env);
-    Ok(())
+/// Records where the arguments and environment are.
+pub(crate) fn init(info: &BootInfo) {
+    ARGS_RAW.call_once(|| info.args);
+    ENV_RAW.call_once(|| info.env);
+}
+
+/// The validated list behind `raw`, checked once on first use.
+fn checked(cache: &'static Once<Strings>, raw: &Once<StringList>, what: &str) -> Strings {
+    *cache.call_once(|| match raw.get().map(validate) {
+        None => Strings {
+            bytes: "",
+            count: 0,
+        },
+        Some(Ok(strings)) => strings,
+        Some(Err(e)) => panic!("the {what} handed over by the host are invalid: {e}"),
+    })
 }
 
 /// An iterator over strings of a [`Strings`] list.
@@ -97,11 +110,7 @@ impl Iterator for Iter {
 
 impl ExactSizeIterator for Iter {}
 
-fn iter(list: &Once<Strings>) -> Iter {
-    let s = list.get().copied().unwrap_or(Strings {
-        bytes: "",
-        count: 0,
-    });
+fn iter(s: Strings) -> Iter {
     Iter {
         rest: s.bytes,
         left: s.count,
@@ -110,17 +119,17 @@ fn iter(list: &Once<Strings>) -> Iter {
 
 /// The application's arguments; the first is the program name.
 pub fn args() -> Iter {
-    iter(&ARGS)
+    iter(checked(&ARGS, &ARGS_RAW, "arguments"))
 }
 
 /// The environment as `(name, value)` pairs.
 pub fn vars() -> impl Iterator<Item = (&'static str, &'static str)> {
-    iter(&ENV).map(|entry| entry.split_once('=').unwrap_or((entry, "")))
+    entries().map(|entry| entry.split_once('=').unwrap_or((entry, "")))
 }
 
 /// The raw environment entries, `NAME=VALUE`.
 pub fn entries() -> Iter {
-    iter(&ENV)
+    iter(checked(&ENV, &ENV_RAW, "environment"))
 }
 
 /// The value of environment variable `name`.

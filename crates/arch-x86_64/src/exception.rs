@@ -6,7 +6,7 @@ use core::fmt;
 
 use spin::Once;
 use x86_64::registers::control::Cr2;
-use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+use x86_64::structures::idt::{InterruptStackFrame, PageFaultErrorCode};
 
 use crate::gdt;
 
@@ -122,7 +122,6 @@ pub struct FatalHandler {
 }
 
 static HANDLER: Once<FatalHandler> = Once::new();
-static IDT: Once<InterruptDescriptorTable> = Once::new();
 
 fn fatal(vector: u8, frame: &InterruptStackFrame, error_code: Option<u64>) -> ! {
     let rsp = frame.stack_pointer.as_u64();
@@ -205,47 +204,107 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
     fatal(18, &frame, None)
 }
 
-/// Installs `handler` and loads an IDT that routes every CPU exception to it.
-/// Call after [`gdt::init`] (the IST stacks must be in place).
+/// One 64-bit IDT gate descriptor.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Gate {
+    offset_low: u16,
+    selector: u16,
+    /// IST index in bits 0-2, type and attributes in bits 8-15.
+    options: u16,
+    offset_mid: u16,
+    offset_high: u32,
+    reserved: u32,
+}
+
+impl Gate {
+    const MISSING: Self = Self {
+        offset_low: 0,
+        selector: 0,
+        options: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
+
+    /// A present, ring-0, 64-bit interrupt gate (interrupts stay disabled
+    /// in the handler), optionally on IST stack `ist` (0-based).
+    fn new(handler: u64, selector: u16, ist: Option<u16>) -> Self {
+        let ist = ist.map_or(0, |i| i + 1);
+        Self {
+            offset_low: handler as u16,
+            selector,
+            options: 0x8e00 | ist,
+            offset_mid: (handler >> 16) as u16,
+            offset_high: (handler >> 32) as u32,
+            reserved: 0,
+        }
+    }
+}
+
+/// Only the 32 exception vectors: a full 256-entry table is 4 KiB that would
+/// have to be written at boot, and on a software-virtualised CPU every guest
+/// instruction counts. Vectors past the limit raise #GP, which is reported.
+/// External interrupts extend the table when they arrive (scheduler issue).
+#[repr(C, align(16))]
+struct Idt([Gate; 32]);
+
+static IDT: spin::Mutex<Idt> = spin::Mutex::new(Idt([Gate::MISSING; 32]));
+static IDT_LOADED: Once<()> = Once::new();
+
+/// Installs `handler` and loads an IDT that routes every CPU exception to
+/// it. Call once, on the boot CPU, after [`gdt::init`] (the IST stacks must
+/// be in place).
 pub fn init(handler: FatalHandler) {
     HANDLER.call_once(|| handler);
-    let idt = IDT.call_once(|| {
-        let mut idt = InterruptDescriptorTable::new();
-        idt.divide_error.set_handler_fn(divide_error);
-        idt.debug.set_handler_fn(debug);
-        idt.breakpoint.set_handler_fn(breakpoint);
-        idt.overflow.set_handler_fn(overflow);
-        idt.bound_range_exceeded.set_handler_fn(bound_range);
-        idt.invalid_opcode.set_handler_fn(invalid_opcode);
-        idt.device_not_available
-            .set_handler_fn(device_not_available);
-        idt.invalid_tss.set_handler_fn(invalid_tss);
-        idt.segment_not_present.set_handler_fn(segment_not_present);
-        idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
-        idt.general_protection_fault
-            .set_handler_fn(general_protection);
-        idt.page_fault.set_handler_fn(page_fault);
-        idt.x87_floating_point.set_handler_fn(x87_floating_point);
-        idt.alignment_check.set_handler_fn(alignment_check);
-        idt.simd_floating_point.set_handler_fn(simd_floating_point);
-        idt.virtualization.set_handler_fn(virtualization);
-        idt.cp_protection_exception
-            .set_handler_fn(control_protection);
-        // SAFETY: the IST indices name stacks that `gdt::init` installed in the TSS.
-        unsafe {
-            idt.double_fault
-                .set_handler_fn(double_fault)
-                .set_stack_index(gdt::DOUBLE_FAULT_IST);
-            idt.non_maskable_interrupt
-                .set_handler_fn(nmi)
-                .set_stack_index(gdt::NMI_IST);
-            idt.machine_check
-                .set_handler_fn(machine_check)
-                .set_stack_index(gdt::MACHINE_CHECK_IST);
+    IDT_LOADED.call_once(|| {
+        use x86_64::instructions::segmentation::{CS, Segment};
+        let cs = CS::get_reg().0;
+        let plain: [(usize, u64); 17] = [
+            (0, divide_error as *const () as u64),
+            (1, debug as *const () as u64),
+            (3, breakpoint as *const () as u64),
+            (4, overflow as *const () as u64),
+            (5, bound_range as *const () as u64),
+            (6, invalid_opcode as *const () as u64),
+            (7, device_not_available as *const () as u64),
+            (10, invalid_tss as *const () as u64),
+            (11, segment_not_present as *const () as u64),
+            (12, stack_segment_fault as *const () as u64),
+            (13, general_protection as *const () as u64),
+            (14, page_fault as *const () as u64),
+            (16, x87_floating_point as *const () as u64),
+            (17, alignment_check as *const () as u64),
+            (19, simd_floating_point as *const () as u64),
+            (20, virtualization as *const () as u64),
+            (21, control_protection as *const () as u64),
+        ];
+        let on_ist: [(usize, u64, u16); 3] = [
+            (2, nmi as *const () as u64, gdt::NMI_IST),
+            (8, double_fault as *const () as u64, gdt::DOUBLE_FAULT_IST),
+            (
+                18,
+                machine_check as *const () as u64,
+                gdt::MACHINE_CHECK_IST,
+            ),
+        ];
+        let mut idt = IDT.lock();
+        for (vector, addr) in plain {
+            idt.0[vector] = Gate::new(addr, cs, None);
         }
-        idt
+        for (vector, addr, ist) in on_ist {
+            idt.0[vector] = Gate::new(addr, cs, Some(ist));
+        }
+        let pointer = x86_64::structures::DescriptorTablePointer {
+            limit: (core::mem::size_of::<Idt>() - 1) as u16,
+            base: x86_64::VirtAddr::new(&raw const *idt as u64),
+        };
+        // SAFETY: the table is static (it outlives the lock guard and is
+        // never written again), fully initialised, and its gates
+        // point to handlers with the matching (error code or not) ABI; the
+        // IST indices name stacks that `gdt::init` installed.
+        unsafe { x86_64::instructions::tables::lidt(&pointer) };
     });
-    idt.load();
 }
 
 #[cfg(test)]
