@@ -1,6 +1,121 @@
 //! `proxy IMAGE [ARGS...]`: runs a hermit image like a Linux program.
+//!
+//! The image's stdout and stderr appear on the proxy's, and the proxy exits
+//! with the application's status. Configuration comes from `HERMIT_*`
+//! variables (see `--help`); the proxy's own errors print one line and exit
+//! with status 125.
 
-fn main() {
-    eprintln!("proxy: not implemented yet");
-    std::process::exit(2);
+mod config;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use config::{Config, Isle};
+
+const USAGE: &str = "\
+usage: proxy IMAGE [ARGS...]
+
+Runs a hermit unikernel image like a Linux program: the application's output
+appears here and its exit status becomes the proxy's.
+
+Environment:
+  HERMIT_ISLE=uhyve|qemu  hypervisor (default uhyve)
+  HERMIT_CPUS=N           number of CPUs (default 1)
+  HERMIT_MEM=SIZE         guest memory, e.g. 512M or 2G (default 2G)
+  HERMIT_VERBOSE=1        print the kernel log when the application ends
+  HERMIT_LOG_LEVEL=LEVEL  kernel log level: off|error|warn|info|debug|trace
+  HERMIT_KVM=0            QEMU: use TCG instead of KVM
+  HERMIT_DEBUG=1          QEMU: wait for gdb on port 1234
+  HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
+";
+
+/// Exit status for the proxy's own errors (bad configuration, missing file).
+const PROXY_ERROR: u8 = 125;
+
+fn main() -> ExitCode {
+    let mut argv = std::env::args_os().skip(1);
+    let Some(image) = argv.next() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(PROXY_ERROR);
+    };
+    if image == "--help" || image == "-h" {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    match run(PathBuf::from(image), argv.collect()) {
+        Ok(status) => ExitCode::from(status as u8),
+        Err(message) => {
+            eprintln!("proxy: {message}");
+            ExitCode::from(PROXY_ERROR)
+        }
+    }
+}
+
+fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
+    let config = Config::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let mut args = vec![image.to_string_lossy().into_owned()];
+    for a in rest {
+        args.push(
+            a.into_string()
+                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?,
+        );
+    }
+    // The guest sees the proxy's environment, like a child process would;
+    // entries that are not UTF-8 cannot be represented and are left out.
+    let env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            Some(format!(
+                "{}={}",
+                k.into_string().ok()?,
+                v.into_string().ok()?
+            ))
+        })
+        .collect();
+
+    let (status, kernel_log, abnormal) = match config.isle {
+        Isle::Uhyve => {
+            let vm = uhyve::Config {
+                image,
+                args,
+                env,
+                mem_size: config.mem,
+                cpus: config.cpus,
+                cmdline: config.cmdline(),
+            };
+            let outcome = uhyve::run(&vm).map_err(|e| e.to_string())?;
+            (outcome.status, outcome.kernel_log, outcome.abnormal)
+        }
+        Isle::Qemu => {
+            let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
+            let vm = hermit_qemu::Config {
+                image,
+                loader,
+                args,
+                env,
+                mem_size: config.mem,
+                cpus: config.cpus,
+                cmdline: config.cmdline(),
+                kvm: config.kvm,
+                debug: config.debug,
+                qemu: None,
+            };
+            let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
+            (outcome.status, outcome.kernel_log, outcome.abnormal)
+        }
+    };
+    let _ = std::io::stdout().flush();
+    if config.verbose {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "--- kernel log ({}) ---", config.isle);
+        let _ = err.write_all(&kernel_log);
+        if !kernel_log.ends_with(b"\n") && !kernel_log.is_empty() {
+            let _ = writeln!(err);
+        }
+        let _ = writeln!(err, "--- end of kernel log ---");
+    }
+    if let Some(reason) = abnormal {
+        eprintln!("proxy: the VM ended abnormally: {reason}");
+    }
+    Ok(status)
 }
