@@ -23,15 +23,67 @@ pub(crate) fn uptime_us() -> u64 {
 
 /// The image's entry point (see the entry contract in `hermit-interface`):
 /// align the stack as for a call and enter Rust with `RDI` = boot info.
+///
+/// Linux starts processes with `RDI` = 0 and, for a static PIE without an
+/// interpreter, applies no relocations. On that path the entry applies the
+/// image's `R_X86_64_RELATIVE` relocations itself (the loaders have not run)
+/// and hands over to `linux::linux_start`, which re-runs the image through
+/// the proxy.
 #[unsafe(naked)]
 #[unsafe(no_mangle)]
 unsafe extern "C" fn _start() -> ! {
     core::arch::naked_asm!(
         "xor ebp, ebp",
+        "test rdi, rdi",
+        "jz 2f",
         "and rsp, -16",
         "call {main}",
         "ud2",
+        // Linux: r12 = initial stack, r8 = load base, r9 walks _DYNAMIC.
+        "2:",
+        "mov r12, rsp",
+        "lea r8, [rip + __ehdr_start]",
+        "lea r9, [rip + _DYNAMIC]",
+        "xor r10d, r10d",
+        "xor r11d, r11d",
+        "3:",
+        "mov rax, [r9]",
+        "test rax, rax",
+        "jz 5f",
+        "cmp rax, 7", // DT_RELA
+        "jne 4f",
+        "mov r10, [r9 + 8]",
+        "4:",
+        "cmp rax, 8", // DT_RELASZ
+        "jne 6f",
+        "mov r11, [r9 + 8]",
+        "6:",
+        "add r9, 16",
+        "jmp 3b",
+        "5:",
+        "test r10, r10",
+        "jz 8f",
+        "add r10, r8",
+        "add r11, r10",
+        "7:",
+        "cmp r10, r11",
+        "jae 8f",
+        "cmp dword ptr [r10 + 8], 8", // R_X86_64_RELATIVE
+        "jne 9f",
+        "mov rax, [r10 + 16]",
+        "add rax, r8",
+        "mov rcx, [r10]",
+        "mov [r8 + rcx], rax",
+        "9:",
+        "add r10, 24",
+        "jmp 7b",
+        "8:",
+        "mov rdi, r12",
+        "and rsp, -16",
+        "call {linux}",
+        "ud2",
         main = sym kernel_start,
+        linux = sym crate::linux::linux_start,
     )
 }
 

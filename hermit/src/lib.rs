@@ -32,6 +32,7 @@ extern crate alloc;
 mod boot;
 pub mod console;
 pub mod env;
+mod linux;
 mod logger;
 mod mem;
 pub mod process;
