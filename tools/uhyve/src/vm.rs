@@ -1,14 +1,15 @@
 //! The KVM side: creating the VM, placing the boot data, running the vCPU.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Once;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hermit_interface::{
     GDT_KERNEL_CODE, GDT_KERNEL_DATA, MAX_MEMORY_REGIONS, MemoryRegion, Platform,
 };
 use hermit_loader::{BootParams, Dest, Image, LoadedImage};
 use kvm_bindings::{
-    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, kvm_enable_cap, kvm_regs, kvm_segment,
-    kvm_userspace_memory_region,
+    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, kvm_enable_cap, kvm_regs,
+    kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -29,6 +30,11 @@ const CR4_OSXMMEXCPT: u64 = 1 << 10;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+/// How often the vCPU is kicked out of `KVM_RUN` to look for a dead halt.
+const HALT_CHECK_PERIOD: Duration = Duration::from_millis(100);
+
 /// Interrupt routes reserved for a (future, user-space) IOAPIC.
 const IOAPIC_PINS: u64 = 24;
 
@@ -235,9 +241,34 @@ fn set_registers(
 }
 
 impl Vm {
+    /// Called when the ticker kicked the vCPU out of `KVM_RUN`: a vCPU that
+    /// is halted with interrupts disabled on two consecutive ticks can never
+    /// wake up (uhyve sends no NMIs), so the VM ends instead of hanging.
+    fn check_halt(&self, halted_ticks: &mut u32) -> Action {
+        let halted = self
+            .vcpu
+            .get_mp_state()
+            .is_ok_and(|s| s.mp_state == KVM_MP_STATE_HALTED);
+        let masked = self
+            .vcpu
+            .get_regs()
+            .is_ok_and(|r| r.rflags & RFLAGS_IF == 0);
+        if !(halted && masked) {
+            *halted_ticks = 0;
+            return Action::Continue;
+        }
+        *halted_ticks += 1;
+        if *halted_ticks < 2 {
+            return Action::Continue;
+        }
+        Action::Abort("the guest halted with interrupts disabled".into())
+    }
+
     /// Runs the vCPU until the guest exits or breaks, then reads the log.
     fn run(&mut self) -> Outcome {
         let mut calls = Hypercalls::new(HostOutput);
+        let _ticker = Ticker::start(HALT_CHECK_PERIOD);
+        let mut halted_ticks = 0;
         let ended = loop {
             let action = match self.vcpu.run() {
                 Ok(VcpuExit::IoOut(port, data)) => calls.handle_out(&self.mem, port, data),
@@ -250,7 +281,8 @@ impl Vm {
                     data.fill(0xff);
                     Action::Continue
                 }
-                Ok(VcpuExit::MmioWrite(..)) | Ok(VcpuExit::Intr) => Action::Continue,
+                Ok(VcpuExit::MmioWrite(..)) => Action::Continue,
+                Ok(VcpuExit::Intr) => self.check_halt(&mut halted_ticks),
                 Ok(VcpuExit::Hlt) => Action::Abort("the guest halted".into()),
                 Ok(VcpuExit::Shutdown) => {
                     Action::Abort("the guest shut down (triple fault)".into())
@@ -269,7 +301,8 @@ impl Vm {
                     Action::Abort(format!("the guest raised system event {kind}"))
                 }
                 Ok(other) => Action::Abort(format!("unexpected VM exit {other:?}")),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Action::Continue,
+                Err(e) if e.errno() == libc::EINTR => self.check_halt(&mut halted_ticks),
+                Err(e) if e.errno() == libc::EAGAIN => Action::Continue,
                 Err(e) => Action::Abort(format!("KVM_RUN failed: {e}")),
             };
             match action {
@@ -302,5 +335,71 @@ impl Vm {
                 }
             }
         }
+    }
+}
+
+/// A per-thread POSIX timer that periodically sends [`kick_signal`] to the
+/// vCPU thread, so a `KVM_RUN` blocked in an in-kernel `hlt` returns
+/// `EINTR` and the loop can look at the vCPU. Deleted on drop.
+struct Ticker(libc::timer_t);
+
+/// The signal that kicks the vCPU thread; its handler does nothing.
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+impl Ticker {
+    /// Starts the timer; `None` if the host refuses (then dead halts hang,
+    /// as with any other KVM user).
+    fn start(period: Duration) -> Option<Self> {
+        static HANDLER: Once = Once::new();
+        HANDLER.call_once(|| {
+            // SAFETY: an all-zero `sigaction` is a valid value (empty mask,
+            // no flags); the handler is an `extern "C"` function that does
+            // nothing, so it is async-signal-safe. Without SA_RESTART the
+            // interrupted KVM_RUN returns EINTR, which is the point.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
+            }
+        });
+        // SAFETY: an all-zero `sigevent` is valid; the fields set below ask
+        // for `kick_signal` to be sent to this thread (SIGEV_THREAD_ID).
+        let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+        event.sigev_notify = libc::SIGEV_THREAD_ID;
+        event.sigev_signo = kick_signal();
+        // SAFETY: gettid has no preconditions.
+        event.sigev_notify_thread_id = unsafe { libc::gettid() };
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        // SAFETY: `event` and `timer` are valid for the call; on success the
+        // kernel fills in `timer`, which `Drop` deletes exactly once.
+        if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+            return None;
+        }
+        let ticker = Self(timer);
+        let spec = libc::timespec {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(period.subsec_nanos() as i32),
+        };
+        let its = libc::itimerspec {
+            it_interval: spec,
+            it_value: spec,
+        };
+        // SAFETY: `ticker.0` is a live timer created above; `its` is valid.
+        if unsafe { libc::timer_settime(ticker.0, 0, &its, std::ptr::null_mut()) } != 0 {
+            return None;
+        }
+        Some(ticker)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        // SAFETY: the timer was created by `start` and is deleted only here.
+        unsafe { libc::timer_delete(self.0) };
     }
 }

@@ -234,3 +234,36 @@ fn local_apic_is_in_the_kernel() {
     let outcome = run("lapic", &g);
     assert_eq!((outcome.status, outcome.abnormal), (0x14, None));
 }
+
+#[test]
+fn halting_with_interrupts_disabled_ends_the_vm() {
+    if skip_without_kvm("halting_with_interrupts_disabled_ends_the_vm") {
+        return;
+    }
+    let mut g = Guest::new();
+    g.raw(&[0xfa]).hlt(); // cli; hlt
+    let start = std::time::Instant::now();
+    let outcome = run("cli-hlt", &g);
+    let reason = outcome.abnormal.expect("a dead halt is abnormal");
+    assert!(
+        reason.contains("halted with interrupts disabled"),
+        "{reason}"
+    );
+    assert_eq!(outcome.status, 1);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn long_running_guests_survive_the_halt_checks() {
+    if skip_without_kvm("long_running_guests_survive_the_halt_checks") {
+        return;
+    }
+    // Long enough (ring-0 code may be emulated: ~0.5 us per instruction on
+    // kvm_pvm) to be kicked by the halt-check timer several times.
+    let mut g = Guest::new();
+    g.mov_imm(Reg::Rcx, 400_000)
+        .raw(&[0x48, 0xff, 0xc9, 0x75, 0xfb]) // dec rcx; jnz -5
+        .exit(EXIT, 3);
+    let outcome = run("long", &g);
+    assert_eq!((outcome.status, outcome.abnormal), (3, None));
+}

@@ -48,7 +48,8 @@ impl Guest {
         }
     }
 
-    fn here(&self) -> u64 {
+    /// The link address of the next instruction.
+    pub fn here(&self) -> u64 {
         CODE + self.code.len() as u64
     }
 
