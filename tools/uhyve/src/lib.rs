@@ -7,11 +7,16 @@
 //! [`hermit_interface::hypercall`]: Exit, Write (to this process's stdout and
 //! stderr) and LogRegister (the kernel log ring, read back when the VM ends).
 //!
-//! It is not a general VMM: there are no devices (port reads return all
-//! ones, writes to unknown ports and unmapped MMIO are ignored), no
-//! networking, files or GDB stub. Missing: SMP (only one vCPU), and a way to
-//! leave a guest that disables interrupts and halts (the in-kernel LAPIC
-//! keeps it waiting).
+//! It is not a general VMM: besides an in-kernel local APIC there are no
+//! devices (port reads return all ones, writes to unknown ports and unmapped
+//! MMIO are ignored), no networking, files or GDB stub. Missing: SMP (only
+//! one vCPU). A guest that halts with interrupts disabled is detected (a
+//! 100 ms timer kicks the vCPU) and ends abnormally instead of hanging.
+//!
+//! Performance note for `kvm_pvm` hosts (this project's machines): a stock
+//! guest's ring-0 instructions are emulated one by one (about 0.5 us each,
+//! see `cargo bench -p uhyve`), ring-3 code runs natively; uhyve's own cost
+//! from process start to exit is about 2.5 ms with 2 GiB of guest memory.
 //!
 //! Everything the guest passes is checked against guest memory through
 //! `vm-memory`; a misbehaving guest ends the VM with
@@ -129,6 +134,10 @@ pub enum Error {
 /// The guest's Write hypercalls go straight to this process's stdout and
 /// stderr. Returns an [`Error`] if the VM cannot be started; once the guest
 /// runs, every ending is an [`Outcome`].
+///
+/// The vCPU runs on the calling thread. While it runs, a timer sends that
+/// thread `SIGRTMIN` every 100 ms (a no-op handler is installed once per
+/// process) so that blocking system calls there may return `EINTR`.
 pub fn run(config: &Config) -> Result<Outcome, Error> {
     vm::run(config)
 }
