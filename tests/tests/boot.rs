@@ -126,3 +126,27 @@ on_both!(
     verbose_prints_kernel_log,
     small_memory_is_enough,
 );
+
+fn heap_allocates_and_reports_exhaustion(hv: Hypervisor) {
+    if !require(hv, "heap_allocates_and_reports_exhaustion") {
+        return;
+    }
+    let out = proxy(hv, "heap-check", &["16"], &[("HERMIT_MEM", "64M")]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("heap ok: "), "{out:?}");
+    // 64 MiB blocks cannot fit into a 32 MiB VM.
+    let out = proxy(hv, "heap-check", &["64"], &[("HERMIT_MEM", "32M")]);
+    assert_eq!(out.status, Some(101), "{out:?}");
+    assert!(out.stderr.contains("memory allocation of"), "{out:?}");
+}
+
+mod heap {
+    #[test]
+    fn uhyve() {
+        super::heap_allocates_and_reports_exhaustion(boot_tests::Hypervisor::Uhyve)
+    }
+    #[test]
+    fn qemu() {
+        super::heap_allocates_and_reports_exhaustion(boot_tests::Hypervisor::Qemu)
+    }
+}
