@@ -1,7 +1,7 @@
 //! Physical memory, page tables and the kernel heap.
 //!
 //! The frame allocator (`mm`) is built from the boot memory map; the kernel
-//! adopts the loader's identity-mapped page tables and unmaps the null page; the heap is `talc`, which takes frames from the frame allocator
+//! adopts the loader's identity-mapped page tables (null page unmapped); the heap is `talc`, which takes frames from the frame allocator
 //! whenever it runs out, so a small application touches little memory.
 
 use core::alloc::Layout;
@@ -27,15 +27,12 @@ static RAM: Once<([MemoryRegion; MAX_MEMORY_REGIONS], usize)> = Once::new();
 pub(crate) enum MemError {
     /// The memory map could not be turned into a frame allocator.
     Frames(FrameError),
-    /// The kernel page tables could not be built.
-    Paging(mm::MapError),
 }
 
 impl core::fmt::Display for MemError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Frames(e) => write!(f, "bad memory map: {e}"),
-            Self::Paging(e) => write!(f, "page tables: {e}"),
         }
     }
 }
@@ -46,10 +43,11 @@ pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     let mut frames = FRAMES.lock();
     *frames = FrameAllocator::from_memory_map(regions).map_err(MemError::Frames)?;
     let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
-    // SAFETY: the loader's tables are active and identity-mapped (entry
-    // contract); nothing lives in the null page; frames are unused RAM.
-    let mapper = unsafe { arch_x86_64::paging::adopt_boot_tables(&mut *frames) }
-        .map_err(MemError::Paging)?;
+    // SAFETY: the loader's tables are active and identity-mapped (entry contract).
+    let mapper = unsafe { arch_x86_64::paging::adopt_boot_tables() };
+    if mm::PageMapper::translate(&mapper, mm::VirtAddr(0)).is_some() {
+        log::warn!("the loader mapped the null page; null-pointer accesses will not fault");
+    }
     MAPPER.call_once(|| Mutex::new(mapper));
     log::info!(
         "memory: {} KiB free of {} KiB usable, RAM ends at {ram_end:#x}",

@@ -65,6 +65,13 @@ fn page_fault_gives_diagnostic(hv: Hypervisor) {
     );
     assert!(out.stderr.contains("rip 0x"), "{out:?}");
     assert!(!out.stdout.contains("read "), "{out:?}");
+    let out = proxy(hv, "panic", &["null"], &[]);
+    assert_eq!(out.status, Some(128 + 14), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("cr2 0x0000000000000000 (read, page not present)"),
+        "{out:?}"
+    );
 }
 
 fn exit_status_reaches_the_host(hv: Hypervisor) {

@@ -1,6 +1,7 @@
 //! Panics on purpose, to show that a panic's message reaches stderr and the
 //! host sees a non-zero exit status. `panic page-fault` instead touches an
-//! unmapped address, to show the CPU-exception diagnostic.
+//! unmapped address, and `panic null` reads through a null pointer, to show
+//! the CPU-exception diagnostic.
 #![no_std]
 #![no_main]
 
@@ -15,6 +16,13 @@ fn main() {
             // the kernel turns the fault into a diagnostic and exit status.
             let v = unsafe { core::ptr::read_volatile(p) };
             hermit::println!("read {v} from an unmapped address?!");
+        }
+        Some("null") => {
+            let p = core::hint::black_box(core::ptr::null::<u64>());
+            // SAFETY: not safe at all — the null page is unmapped and this
+            // read must fault.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            hermit::println!("read {v} through a null pointer?!");
         }
         _ => panic!("this app panics on purpose"),
     }

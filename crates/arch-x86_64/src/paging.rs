@@ -224,76 +224,20 @@ impl PageMapper for KernelMapper {
 }
 
 /// Takes over the identity-mapped page tables the loader built (entry
-/// contract) and unmaps the null page, so that null-pointer accesses fault.
-///
-/// The tables are adopted rather than rebuilt: on a software-virtualised CPU
-/// every guest instruction is expensive, and rewriting thousands of entries
-/// would dominate boot time. Only the first 2 MiB page is split into 4 KiB
-/// pages (one new table).
+/// contract). They are adopted rather than rebuilt: on a software-virtualised
+/// CPU every guest instruction is expensive, and rewriting thousands of
+/// entries would dominate boot time.
 ///
 /// # Safety
-/// The active page tables must be the loader's: identity-mapped, with the
-/// first 2 MiB mapped by one 2 MiB page (or already by 4 KiB pages), and
-/// nothing may live in the first 4 KiB. `frames` must hand out unused RAM.
-pub unsafe fn adopt_boot_tables(frames: &mut dyn FrameSource) -> Result<KernelMapper, MapError> {
+/// The active page tables must be the loader's, identity-mapped.
+pub unsafe fn adopt_boot_tables() -> KernelMapper {
     let (root, _) = Cr3::read();
     let pml4 = root.start_address().as_u64() as *mut PageTable;
     // SAFETY: CR3 holds the loader's PML4, identity-mapped (caller's contract).
     let table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) };
-    let mut mapper = KernelMapper {
+    KernelMapper {
         table,
         root,
         active: true,
-    };
-    // SAFETY: as above, the first 2 MiB are identity-mapped.
-    unsafe { mapper.split_first_huge_page(frames)? };
-    mapper.unmap(mm::VirtAddr(0))?;
-    Ok(mapper)
-}
-
-impl KernelMapper {
-    /// Replaces the 2 MiB page at virtual 0 by a table of 512 4 KiB pages
-    /// that map the same memory with the same flags.
-    ///
-    /// # Safety
-    /// The tables must be identity-mapped and reachable through `self`.
-    unsafe fn split_first_huge_page(
-        &mut self,
-        frames: &mut dyn FrameSource,
-    ) -> Result<(), MapError> {
-        let not_mapped = MapError::NotMapped(mm::VirtAddr(0));
-        let pml4 = self.table.level_4_table_mut();
-        let pdpt_addr = pml4[0].addr().as_u64();
-        if pml4[0].is_unused() {
-            return Err(not_mapped);
-        }
-        // SAFETY: page-table frames are identity-mapped; the entries were
-        // written by the loader and point to valid tables.
-        let pdpt = unsafe { &mut *(pdpt_addr as *mut PageTable) };
-        if pdpt[0].is_unused() || pdpt[0].flags().contains(PageTableFlags::HUGE_PAGE) {
-            return Err(not_mapped);
-        }
-        // SAFETY: as above.
-        let pd = unsafe { &mut *(pdpt[0].addr().as_u64() as *mut PageTable) };
-        let flags = pd[0].flags();
-        if !flags.contains(PageTableFlags::HUGE_PAGE) {
-            return Ok(()); // already 4 KiB pages
-        }
-        let base = pd[0].addr().as_u64();
-        let frame = Frames(frames).allocate_frame().ok_or(MapError::Frames(
-            mm::FrameError::OutOfMemory {
-                count: 1,
-                align: 4096,
-            },
-        ))?;
-        // SAFETY: the frame was just allocated and zeroed; it is identity-mapped.
-        let pt = unsafe { &mut *(frame.start_address().as_u64() as *mut PageTable) };
-        let leaf = flags - PageTableFlags::HUGE_PAGE;
-        for (i, entry) in pt.iter_mut().enumerate() {
-            entry.set_addr(PhysAddr::new(base + i as u64 * 4096), leaf);
-        }
-        pd[0].set_frame(frame, flags - PageTableFlags::HUGE_PAGE);
-        x86_64::instructions::tlb::flush_all();
-        Ok(())
     }
 }

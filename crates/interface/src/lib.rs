@@ -14,8 +14,10 @@
 //! enters it at the ELF entry point of the relocated image with:
 //! - the CPU in 64-bit long mode, paging on, interrupts disabled
 //!   (`RFLAGS = 0x2`), `CR0.WP`, `EFER.NXE` set;
-//! - an identity map (virtual == physical) of at least `[0, 4 GiB)` and of all
-//!   RAM listed in the memory map, writable and executable, in 2 MiB pages;
+//! - an identity map (virtual == physical) of at least `[4 KiB, 4 GiB)` and
+//!   of all RAM listed in the memory map, writable and executable: 4 KiB pages
+//!   in the first 2 MiB with the null page unmapped (null-pointer accesses
+//!   fault), 2 MiB pages above;
 //! - a GDT with a flat 64-bit code segment at selector [`GDT_KERNEL_CODE`] and
 //!   a data segment at [`GDT_KERNEL_DATA`] (the kernel loads its own later);
 //! - `RSP` inside a boot stack of at least [`BOOT_STACK_SIZE`] bytes whose top

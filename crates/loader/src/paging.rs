@@ -25,19 +25,23 @@ pub fn identity_map_end(ram_end: u64) -> u64 {
 }
 
 /// Bytes of page tables [`write_page_tables`] writes for RAM ending at
-/// `ram_end`: one PML4, one PDPT per 512 GiB and one PD per GiB.
+/// `ram_end`: one PML4, one PDPT per 512 GiB, one PD per GiB and one page
+/// table for the first 2 MiB.
 pub fn page_tables_size(ram_end: u64) -> u64 {
     let end = identity_map_end(ram_end).min(MAX_IDENTITY_MAP);
     let pds = end / GIB;
     let pdpts = end.div_ceil(PDPT_SPAN);
-    (1 + pdpts + pds) * PAGE
+    (1 + pdpts + pds + 1) * PAGE
 }
 
-/// Writes page tables that identity-map `[0, identity_map_end(ram_end))`
-/// with 2 MiB writable, executable pages at `at` (4 KiB aligned) inside
-/// `dest` (guest-physical `[dest_phys, dest_phys + dest.len())`), and returns
-/// the `CR3` value. Every entry of every table is written, so `dest` need not
-/// be zeroed. Layout: PML4 at `at`, then the PDPTs, then the PDs.
+/// Writes page tables that identity-map `[4 KiB, identity_map_end(ram_end))`
+/// writable and executable at `at` (4 KiB aligned) inside `dest`
+/// (guest-physical `[dest_phys, dest_phys + dest.len())`), and returns the
+/// `CR3` value. The first 2 MiB use 4 KiB pages with the null page left
+/// unmapped, so that null-pointer accesses fault; the rest uses 2 MiB pages.
+/// Every entry of every table is written, so `dest` need not be zeroed.
+/// Layout: PML4 at `at`, then the PDPTs, then the PDs, then the low page
+/// table.
 pub fn write_page_tables(
     dest: &mut [u8],
     dest_phys: u64,
@@ -78,8 +82,14 @@ pub fn write_page_tables(
             0
         });
     }
-    for i in 0..pds * 512 {
+    let low_table = pd_base + pds * PAGE;
+    put(low_table | PRESENT | WRITABLE);
+    for i in 1..pds * 512 {
         put((i * HUGE_PAGE) | PRESENT | WRITABLE | HUGE);
+    }
+    put(0); // the null page
+    for i in 1..512 {
+        put((i * PAGE) | PRESENT | WRITABLE);
     }
     Ok(at)
 }
@@ -141,25 +151,42 @@ mod tests {
             return None;
         }
         let pde = entry(pdpte & !0xfff, (virt >> 21) & 511);
-        if pde & PRESENT == 0 || pde & HUGE == 0 || pde & WRITABLE == 0 {
+        if pde & PRESENT == 0 || pde & WRITABLE == 0 {
             return None;
         }
-        Some((pde & !0x1f_ffff & ((1 << 52) - 1)) | (virt & 0x1f_ffff))
+        if pde & HUGE != 0 {
+            return Some((pde & !0x1f_ffff & ((1 << 52) - 1)) | (virt & 0x1f_ffff));
+        }
+        let pte = entry(pde & !0xfff & ((1 << 52) - 1), (virt >> 12) & 511);
+        if pte & PRESENT == 0 || pte & WRITABLE == 0 {
+            return None;
+        }
+        Some((pte & !0xfff & ((1 << 52) - 1)) | (virt & 0xfff))
     }
 
     #[test]
     fn identity_maps_at_least_4_gib() {
-        assert_eq!(page_tables_size(512 << 20), 6 * PAGE);
+        assert_eq!(page_tables_size(512 << 20), 7 * PAGE);
         let mut mem = vec![0xffu8; 0x10_0000];
         let cr3 = write_page_tables(&mut mem, BASE, BASE + 0x1000, 512 << 20).unwrap();
         assert_eq!(cr3, BASE + 0x1000);
-        for addr in [0, 0x1234, 0x20_0000, 0xfee0_0000, 0xffff_ffff] {
+        for addr in [
+            0x1000,
+            0x1234,
+            0x1f_ffff,
+            0x20_0000,
+            0xfee0_0000,
+            0xffff_ffff,
+        ] {
             assert_eq!(walk(&mem, cr3, addr), Some(addr), "{addr:#x}");
         }
+        // The null page stays unmapped so that null dereferences fault.
+        assert_eq!(walk(&mem, cr3, 0), None);
+        assert_eq!(walk(&mem, cr3, 0xfff), None);
         assert_eq!(walk(&mem, cr3, 4 << 30), None);
         assert_eq!(walk(&mem, cr3, 1 << 47), None);
         // Nothing written beyond the tables.
-        assert_eq!(mem[(0x1000 + 6 * PAGE) as usize], 0xff);
+        assert_eq!(mem[(0x1000 + 7 * PAGE) as usize], 0xff);
     }
 
     #[test]
@@ -172,7 +199,7 @@ mod tests {
         assert_eq!(walk(&mem, cr3, 7 << 30), None);
 
         let big = 600 << 30;
-        assert_eq!(page_tables_size(big), (1 + 2 + 600) * PAGE);
+        assert_eq!(page_tables_size(big), (1 + 2 + 600 + 1) * PAGE);
         let mut mem = vec![0u8; 0x40_0000];
         let cr3 = write_page_tables(&mut mem, BASE, BASE, big).unwrap();
         assert_eq!(walk(&mem, cr3, (513 << 30) + 5), Some((513 << 30) + 5));
