@@ -18,7 +18,9 @@ const PAGE: u64 = 4096;
 /// The heap grows by at least this much at a time.
 const HEAP_GROWTH: usize = 256 * 1024;
 
-static FRAMES: Mutex<FrameAllocator<64>> = Mutex::new(FrameAllocator::new());
+/// 32 free ranges: boot maps have a handful, and every range costs copies
+/// when the array shifts.
+static FRAMES: Mutex<FrameAllocator<32>> = Mutex::new(FrameAllocator::new());
 static MAPPER: Once<Mutex<arch_x86_64::paging::KernelMapper>> = Once::new();
 static RAM: Once<([MemoryRegion; MAX_MEMORY_REGIONS], usize)> = Once::new();
 
@@ -41,7 +43,7 @@ pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     let regions = info.memory_regions();
     RAM.call_once(|| (info.memory, regions.len()));
     let mut frames = FRAMES.lock();
-    *frames = FrameAllocator::from_memory_map(regions).map_err(MemError::Frames)?;
+    frames.load_memory_map(regions).map_err(MemError::Frames)?;
     let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
     // SAFETY: the loader's tables are active and identity-mapped (entry contract).
     let mapper = unsafe { arch_x86_64::paging::adopt_boot_tables() };

@@ -149,6 +149,18 @@ impl<const N: usize> FrameAllocator<N> {
     /// reserved frame.
     pub fn from_memory_map(regions: &[MemoryRegion]) -> Result<Self, FrameError> {
         let mut this = Self::new();
+        this.load_memory_map(regions)?;
+        Ok(this)
+    }
+
+    /// Adds a boot memory map to this allocator, in place, with the rules of
+    /// [`from_memory_map`](Self::from_memory_map); on an empty allocator the
+    /// result is the same. Meant for an allocator in a `static`: building
+    /// one elsewhere and moving it in copies the whole range array, which
+    /// costs real time where guest instructions are expensive.
+    pub fn load_memory_map(&mut self, regions: &[MemoryRegion]) -> Result<(), FrameError> {
+        let this = self;
+        let allocated = this.total - this.free.bytes();
         for r in regions
             .iter()
             .filter(|r| r.kind() == Some(MemoryKind::Usable))
@@ -171,13 +183,13 @@ impl<const N: usize> FrameAllocator<N> {
         {
             this.remove(r.start, r.len)?;
         }
-        this.total = this.free.bytes();
+        this.total = allocated + this.free.bytes();
         log::debug!(
             "frame allocator: {} KiB free in {} ranges",
-            this.total / 1024,
+            this.free.bytes() / 1024,
             this.free.spans().len()
         );
-        Ok(this)
+        Ok(())
     }
 
     /// Removes `[start, start + len)`, rounded outward to whole frames, from
@@ -708,5 +720,55 @@ mod tests {
             .to_string(),
             "double free: 0x1000 bytes at phys 0x5000 overlap free memory"
         );
+    }
+}
+
+#[cfg(test)]
+mod load_tests {
+    use hermit_interface::{MemoryKind, MemoryRegion};
+
+    use super::*;
+
+    fn region(start: u64, len: u64, kind: MemoryKind) -> MemoryRegion {
+        MemoryRegion {
+            start,
+            len,
+            kind: kind as u32,
+            _reserved: 0,
+        }
+    }
+
+    #[test]
+    fn loading_in_place_matches_building() {
+        let map = [
+            region(0x1000, 0x9_f000, MemoryKind::Usable),
+            region(0x10_0000, 0x10_0000, MemoryKind::Reserved),
+            region(0x20_0000, 0x1e0_0000, MemoryKind::Usable),
+        ];
+        let built = FrameAllocator::<8>::from_memory_map(&map).unwrap();
+        let mut loaded = FrameAllocator::<8>::new();
+        loaded.load_memory_map(&map).unwrap();
+        assert_eq!(
+            built.free_ranges().collect::<Vec<_>>(),
+            loaded.free_ranges().collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (built.free_bytes(), built.total_bytes()),
+            (loaded.free_bytes(), loaded.total_bytes())
+        );
+    }
+
+    #[test]
+    fn loading_more_keeps_allocations_counted() {
+        let mut a = FrameAllocator::<8>::new();
+        a.load_memory_map(&[region(0x10_0000, 0x10_0000, MemoryKind::Usable)])
+            .unwrap();
+        let frame = a.allocate(4, PAGE_SIZE).unwrap();
+        a.load_memory_map(&[region(0x40_0000, 0x10_0000, MemoryKind::Usable)])
+            .unwrap();
+        assert_eq!(a.total_bytes(), 0x20_0000);
+        assert_eq!(a.allocated_bytes(), 4 * PAGE_SIZE);
+        a.deallocate(frame, 4).unwrap();
+        assert_eq!(a.free_bytes(), 0x20_0000);
     }
 }
