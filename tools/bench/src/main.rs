@@ -91,6 +91,18 @@ fn native_hello() -> Result<PathBuf, String> {
     }
 }
 
+/// Every case runs with an environment of just `PATH`: hello prints its
+/// environment, and the size of the caller's would otherwise decide the
+/// figure.
+fn command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
 fn time_once(cmd: &mut Command) -> Result<Duration, String> {
     let start = Instant::now();
     let out = cmd
@@ -119,24 +131,24 @@ fn boot(runs: usize, tcg: bool) -> Result<(), String> {
 
     let mut cases = vec![Case {
         name: "native Linux (static C)",
-        command: Command::new(&native),
+        command: command(&native),
         times: vec![],
     }];
-    let mut c = Command::new(&uhyve);
+    let mut c = command(&uhyve);
     c.arg(&hello);
     cases.push(Case {
         name: "uhyve",
         command: c,
         times: vec![],
     });
-    let mut c = Command::new(&proxy);
+    let mut c = command(&proxy);
     c.arg(&hello).env("HERMIT_ISLE", "uhyve");
     cases.push(Case {
         name: "proxy, uhyve",
         command: c,
         times: vec![],
     });
-    let mut c = Command::new(&proxy);
+    let mut c = command(&proxy);
     c.arg(&hello)
         .env("HERMIT_ISLE", "qemu")
         .env("HERMIT_KVM", "1");
@@ -146,7 +158,7 @@ fn boot(runs: usize, tcg: bool) -> Result<(), String> {
         times: vec![],
     });
     if tcg {
-        let mut c = Command::new(&proxy);
+        let mut c = command(&proxy);
         c.arg(&hello)
             .env("HERMIT_ISLE", "qemu")
             .env("HERMIT_KVM", "0");
@@ -168,7 +180,9 @@ fn boot(runs: usize, tcg: bool) -> Result<(), String> {
         }
     }
     let size = std::fs::metadata(&hello).map_err(|e| e.to_string())?.len();
-    println!("hello, process start to exit, {runs} interleaved runs each (wall clock, ms)");
+    println!(
+        "hello, process start to exit, {runs} interleaved runs each (wall clock, ms; environment: PATH only)"
+    );
     println!(
         "image: {} ({} bytes, {:.1} KiB)",
         hello.display(),
