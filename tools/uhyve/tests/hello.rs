@@ -1,35 +1,18 @@
-//! Boots the real `hello` application (kernel and app in one image) when it
-//! has been built with `cargo build --release -p hello`; otherwise says
-//! loudly that it skipped.
+//! Boots the real `hello` application (kernel and app in one image), built
+//! first through `boot-tests` exactly as the README says.
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::skip_without_kvm;
-
-fn hello_image() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    let image = target.join("x86_64-unknown-none/release/hello");
-    image.exists().then_some(image)
-}
 
 #[test]
 fn hello_prints_its_arguments_and_environment() {
     if skip_without_kvm("hello_prints_its_arguments_and_environment") {
         return;
     }
-    let Some(image) = hello_image() else {
-        eprintln!(
-            "SKIPPED: hello_prints_its_arguments_and_environment: no hello image \
-             (run cargo build --release -p hello first)"
-        );
-        return;
-    };
+    let image = boot_tests::built().app("hello");
     let out = Command::new(env!("CARGO_BIN_EXE_uhyve"))
         .args(["--mem", "256M", "--verbose"])
         .arg(&image)
