@@ -143,12 +143,15 @@ mod tests {
         let image = Image::parse(&file).unwrap();
         let l = Layout::plan(2 * GIB, 0x1800, &image).unwrap();
         assert_eq!(l.ram, [0..2 * GIB]);
-        assert_eq!(l.boot_info, 0x8000, "PML4 + PDPT + 4 PDs from 0x2000");
-        assert_eq!(l.stack_bottom, 0xa000);
-        assert_eq!(l.stack_top, 0x4a000);
+        assert_eq!(
+            l.boot_info, 0x9000,
+            "PML4 + PDPT + 4 PDs + the low page table from 0x2000"
+        );
+        assert_eq!(l.stack_bottom, 0xb000);
+        assert_eq!(l.stack_top, 0x4b000);
         assert_eq!(l.image, 0x20_0000);
         assert_eq!(l.image_end, 0x20_2000);
-        assert_eq!(l.reserved(), [0..0x4a000, 0x20_0000..0x20_2000]);
+        assert_eq!(l.reserved(), [0..0x4b000, 0x20_0000..0x20_2000]);
     }
 
     #[test]
@@ -158,7 +161,7 @@ mod tests {
         let l = Layout::plan(8 * GIB + 5, 0x100, &image).unwrap();
         assert_eq!(l.ram, [0..3 * GIB, 4 * GIB..9 * GIB]);
         assert_eq!(l.ram_end(), 9 * GIB);
-        assert_eq!(l.boot_info, 0x2000 + (1 + 1 + 9) * PAGE);
+        assert_eq!(l.boot_info, 0x2000 + (1 + 1 + 9 + 1) * PAGE);
         assert!(matches!(
             Layout::plan(MAX_MEM + 1, 0, &image),
             Err(Error::MemoryTooLarge(_))
