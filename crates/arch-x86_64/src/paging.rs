@@ -125,6 +125,42 @@ impl KernelMapper {
     }
 }
 
+impl KernelMapper {
+    /// Maps one page of size `S` (the body of [`PageMapper::map`]).
+    fn map_sized<S: x86_64::structures::paging::PageSize + core::fmt::Debug>(
+        &mut self,
+        virt: mm::VirtAddr,
+        phys: mm::PhysAddr,
+        flags: PageFlags,
+        frames: &mut dyn FrameSource,
+    ) -> Result<(), MapError>
+    where
+        OffsetPageTable<'static>: Mapper<S>,
+    {
+        let misaligned = MapError::Misaligned(virt.0);
+        let addr = VirtAddr::try_new(virt.0).map_err(|_| misaligned)?;
+        let page = Page::<S>::from_start_address(addr).map_err(|_| misaligned)?;
+        let frame = PhysFrame::<S>::from_start_address(PhysAddr::new(phys.0))
+            .map_err(|_| MapError::Misaligned(phys.0))?;
+        // Intermediate tables allow everything; the leaf decides.
+        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        // SAFETY: the caller of the portable layer owns both the page and the
+        // frame; mapping them cannot alias memory in use.
+        let flush = unsafe {
+            self.table.map_to_with_table_flags(
+                page,
+                frame,
+                table_flags(flags),
+                parent,
+                &mut Frames(frames),
+            )
+        }
+        .map_err(|e| map_error(e, virt))?;
+        self.finish(flush);
+        Ok(())
+    }
+}
+
 impl PageMapper for KernelMapper {
     fn map(
         &mut self,
@@ -134,45 +170,10 @@ impl PageMapper for KernelMapper {
         flags: PageFlags,
         frames: &mut dyn FrameSource,
     ) -> Result<(), MapError> {
-        let mut alloc = Frames(frames);
-        let leaf = table_flags(flags);
-        // Intermediate tables allow everything; the leaf decides.
-        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
-        let misaligned = || MapError::Misaligned(virt.0);
         match size {
-            PageSize::Size4K => {
-                let page = Page::<Size4KiB>::from_start_address(
-                    VirtAddr::try_new(virt.0).map_err(|_| misaligned())?,
-                )
-                .map_err(|_| misaligned())?;
-                let frame = PhysFrame::from_start_address(PhysAddr::new(phys.0))
-                    .map_err(|_| MapError::Misaligned(phys.0))?;
-                // SAFETY: the caller of the portable layer owns both the page
-                // and the frame; mapping them cannot alias memory in use.
-                let flush = unsafe {
-                    self.table
-                        .map_to_with_table_flags(page, frame, leaf, parent, &mut alloc)
-                }
-                .map_err(|e| map_error(e, virt))?;
-                self.finish(flush);
-            }
-            PageSize::Size2M => {
-                let page = Page::<Size2MiB>::from_start_address(
-                    VirtAddr::try_new(virt.0).map_err(|_| misaligned())?,
-                )
-                .map_err(|_| misaligned())?;
-                let frame = PhysFrame::<Size2MiB>::from_start_address(PhysAddr::new(phys.0))
-                    .map_err(|_| MapError::Misaligned(phys.0))?;
-                // SAFETY: as above.
-                let flush = unsafe {
-                    self.table
-                        .map_to_with_table_flags(page, frame, leaf, parent, &mut alloc)
-                }
-                .map_err(|e| map_error(e, virt))?;
-                self.finish(flush);
-            }
+            PageSize::Size4K => self.map_sized::<Size4KiB>(virt, phys, flags, frames),
+            PageSize::Size2M => self.map_sized::<Size2MiB>(virt, phys, flags, frames),
         }
-        Ok(())
     }
 
     fn unmap(&mut self, virt: mm::VirtAddr) -> Result<(mm::PhysAddr, PageSize), MapError> {

@@ -61,17 +61,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?,
         );
     }
-    // The guest sees the proxy's environment, like a child process would;
-    // entries that are not UTF-8 cannot be represented and are left out.
-    let env: Vec<String> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            Some(format!(
-                "{}={}",
-                k.into_string().ok()?,
-                v.into_string().ok()?
-            ))
-        })
-        .collect();
+    let env = uhyve::host_env();
 
     let (status, kernel_log, abnormal) = match config.isle {
         Isle::Uhyve => {

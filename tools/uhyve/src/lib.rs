@@ -142,6 +142,21 @@ pub fn run(config: &Config) -> Result<Outcome, Error> {
     vm::run(config)
 }
 
+/// This process's environment as `NAME=VALUE` entries, the way a guest
+/// started by it should see it (like a child process would). Entries that
+/// are not UTF-8 cannot be represented in the boot info and are left out.
+pub fn host_env() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            Some(format!(
+                "{}={}",
+                k.into_string().ok()?,
+                v.into_string().ok()?
+            ))
+        })
+        .collect()
+}
+
 /// Checks that `/dev/kvm` exists, is accessible and can create a VM; the
 /// error says why not (for tests that must skip with a reason).
 pub fn kvm_available() -> Result<(), String> {

@@ -147,17 +147,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Like a child process, the guest gets our environment; entries that
-    // are not UTF-8 cannot be represented in the boot info and are left out.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            Some(format!(
-                "{}={}",
-                k.into_string().ok()?,
-                v.into_string().ok()?
-            ))
-        })
-        .collect();
+    let env = uhyve::host_env();
     let config = uhyve::Config {
         image: cli.image,
         args: cli.args,
