@@ -129,7 +129,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
     }
 
     if let Err(e) = crate::mem::init(info) {
-        fail(format_args!("memory setup failed: {e}"));
+        fail(format_args!("memory setup failed: bad memory map: {e}"));
     }
     crate::env::init(info);
     log::info!(

@@ -120,7 +120,8 @@ pub(crate) fn init(platform: Platform, cmdline: &str) {
         let ring = &raw const *RING.lock();
         let mut params = hc::LogRegister { ring: ring as u64 };
         // SAFETY: the ring is a static in the kernel image (below 4 GiB) that
-        // lives forever; `params` is valid for the duration of the call.
+        // lives forever; `params` lives on the boot stack, which the loader
+        // places below 4 GiB, and is valid for the duration of the call.
         unsafe { hypercall(hc::Nr::LogRegister.port(), &raw mut params as u64 as u32) };
     }
 }

@@ -1,13 +1,14 @@
 //! Physical memory, page tables and the kernel heap.
 //!
 //! The frame allocator (`mm`) is built from the boot memory map; the kernel
-//! adopts the loader's identity-mapped page tables (null page unmapped); the heap is `talc`, which takes frames from the frame allocator
-//! whenever it runs out, so a small application touches little memory.
+//! adopts the loader's identity-mapped page tables (null page unmapped); the
+//! heap is `talc`, which takes frames from the frame allocator whenever it
+//! runs out, so a small application touches little memory.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use hermit_interface::{BootInfo, MAX_MEMORY_REGIONS, MemoryRegion};
+use hermit_interface::{BootInfo, MemoryRegion};
 use mm::{FrameAllocator, FrameError, PhysAddr};
 use spin::{Mutex, Once};
 use talc::base::Talc;
@@ -22,29 +23,14 @@ const HEAP_GROWTH: usize = 256 * 1024;
 /// when the array shifts.
 static FRAMES: Mutex<FrameAllocator<32>> = Mutex::new(FrameAllocator::new());
 static MAPPER: Once<Mutex<arch_x86_64::paging::KernelMapper>> = Once::new();
-static RAM: Once<([MemoryRegion; MAX_MEMORY_REGIONS], usize)> = Once::new();
+/// The boot memory map (boot info is never reused, so it is not copied).
+static RAM: Once<&'static [MemoryRegion]> = Once::new();
 
-/// Why memory setup failed.
-#[derive(Debug)]
-pub(crate) enum MemError {
-    /// The memory map could not be turned into a frame allocator.
-    Frames(FrameError),
-}
-
-impl core::fmt::Display for MemError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Frames(e) => write!(f, "bad memory map: {e}"),
-        }
-    }
-}
-
-pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
+pub(crate) fn init(info: &'static BootInfo) -> Result<(), FrameError> {
     let regions = info.memory_regions();
-    RAM.call_once(|| (info.memory, regions.len()));
+    RAM.call_once(|| regions);
     let mut frames = FRAMES.lock();
-    frames.load_memory_map(regions).map_err(MemError::Frames)?;
-    let ram_end = regions.iter().map(MemoryRegion::end).max().unwrap_or(0);
+    frames.load_memory_map(regions)?;
     // SAFETY: the loader's tables are active and identity-mapped (entry contract).
     let mapper = unsafe { arch_x86_64::paging::adopt_boot_tables() };
     if mm::PageMapper::translate(&mapper, mm::VirtAddr(0)).is_some() {
@@ -52,9 +38,10 @@ pub(crate) fn init(info: &BootInfo) -> Result<(), MemError> {
     }
     MAPPER.call_once(|| Mutex::new(mapper));
     log::info!(
-        "memory: {} KiB free of {} KiB usable, RAM ends at {ram_end:#x}",
+        "memory: {} KiB free of {} KiB usable, RAM ends at {:#x}",
         frames.free_bytes() / 1024,
-        frames.total_bytes() / 1024
+        frames.total_bytes() / 1024,
+        regions.iter().map(MemoryRegion::end).max().unwrap_or(0)
     );
     Ok(())
 }
@@ -68,7 +55,7 @@ pub(crate) fn is_ram(addr: u64, len: u64) -> bool {
     addr >= PAGE
         && RAM
             .get()
-            .is_some_and(|(map, n)| map[..*n].iter().any(|r| r.start <= addr && end <= r.end()))
+            .is_some_and(|map| map.iter().any(|r| r.start <= addr && end <= r.end()))
 }
 
 /// `count` contiguous frames aligned to `align`, or `None` when memory is exhausted.

@@ -8,9 +8,7 @@
 
 use mm::{FrameSource, MapError, PageFlags, PageMapper, PageSize, Translation};
 use x86_64::registers::control::Cr3;
-use x86_64::structures::paging::mapper::{
-    MapToError, MappedFrame, MapperFlush, TranslateResult, UnmapError,
-};
+use x86_64::structures::paging::mapper::{MapToError, MappedFrame, TranslateResult, UnmapError};
 use x86_64::structures::paging::{
     FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size2MiB,
     Size4KiB, Translate,
@@ -69,60 +67,9 @@ fn map_error<S: x86_64::structures::paging::PageSize>(
     }
 }
 
-/// A set of page tables reached through the identity map.
+/// The live page tables, reached through the identity map.
 pub struct KernelMapper {
     table: OffsetPageTable<'static>,
-    root: PhysFrame,
-    /// Whether CR3 points to these tables; TLB flushes are needed only then
-    /// (and each `invlpg` can be a VM exit).
-    active: bool,
-}
-
-impl KernelMapper {
-    /// Creates empty page tables (a zeroed PML4 from `frames`).
-    ///
-    /// # Safety
-    /// All RAM must be identity-mapped while the mapper is used, and `frames`
-    /// must hand out unused RAM.
-    pub unsafe fn new(frames: &mut dyn FrameSource) -> Result<Self, MapError> {
-        let root = Frames(frames).allocate_frame().ok_or(MapError::Frames(
-            mm::FrameError::OutOfMemory {
-                count: 1,
-                align: 4096,
-            },
-        ))?;
-        let pml4 = root.start_address().as_u64() as *mut PageTable;
-        // SAFETY: the frame was just allocated and zeroed, is identity-mapped
-        // and is referenced by nothing else.
-        let table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) };
-        Ok(Self {
-            table,
-            root,
-            active: false,
-        })
-    }
-
-    /// Makes these tables the active ones.
-    ///
-    /// # Safety
-    /// The tables must map the running code, its stack and every piece of
-    /// memory the kernel will touch, at the addresses it uses now.
-    pub unsafe fn activate(&mut self) {
-        let (_, flags) = Cr3::read();
-        // SAFETY: the caller guarantees the new tables keep the kernel's
-        // view of memory intact.
-        unsafe { Cr3::write(self.root, flags) };
-        self.active = true;
-    }
-
-    /// Flushes a changed page from the TLB if these tables are live.
-    fn finish<S: x86_64::structures::paging::PageSize>(&self, flush: MapperFlush<S>) {
-        if self.active {
-            flush.flush();
-        } else {
-            flush.ignore();
-        }
-    }
 }
 
 impl KernelMapper {
@@ -156,7 +103,7 @@ impl KernelMapper {
             )
         }
         .map_err(|e| map_error(e, virt))?;
-        self.finish(flush);
+        flush.flush();
         Ok(())
     }
 }
@@ -180,7 +127,7 @@ impl PageMapper for KernelMapper {
         let addr = VirtAddr::try_new(virt.0).map_err(|_| MapError::NotMapped(virt))?;
         match self.table.unmap(Page::<Size4KiB>::containing_address(addr)) {
             Ok((frame, flush)) => {
-                self.finish(flush);
+                flush.flush();
                 return Ok((
                     mm::PhysAddr(frame.start_address().as_u64()),
                     PageSize::Size4K,
@@ -193,7 +140,7 @@ impl PageMapper for KernelMapper {
             .table
             .unmap(Page::<Size2MiB>::containing_address(addr))
             .map_err(|_| MapError::NotMapped(virt))?;
-        self.finish(flush);
+        flush.flush();
         Ok((
             mm::PhysAddr(frame.start_address().as_u64()),
             PageSize::Size2M,
@@ -236,9 +183,5 @@ pub unsafe fn adopt_boot_tables() -> KernelMapper {
     let pml4 = root.start_address().as_u64() as *mut PageTable;
     // SAFETY: CR3 holds the loader's PML4, identity-mapped (caller's contract).
     let table = unsafe { OffsetPageTable::new(&mut *pml4, VirtAddr::new(0)) };
-    KernelMapper {
-        table,
-        root,
-        active: true,
-    }
+    KernelMapper { table }
 }
