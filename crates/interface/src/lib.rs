@@ -15,7 +15,9 @@
 //! - the CPU in 64-bit long mode, paging on, interrupts disabled
 //!   (`RFLAGS = 0x2`), `CR0.WP`, `EFER.NXE` set;
 //! - an identity map (virtual == physical) of at least `[4 KiB, 4 GiB)` and
-//!   of all RAM listed in the memory map, writable and executable: 4 KiB pages
+//!   of all RAM listed in the memory map, writable, executable and
+//!   user-accessible (U/S set at every level, so the kernel may run code at
+//!   CPL 3 without rewriting the tables): 4 KiB pages
 //!   in the first 2 MiB with the null page unmapped (null-pointer accesses
 //!   fault), 2 MiB pages above;
 //! - a GDT with a flat 64-bit code segment at selector [`GDT_KERNEL_CODE`] and
@@ -23,6 +25,12 @@
 //! - `RSP` inside a boot stack of at least [`BOOT_STACK_SIZE`] bytes whose top
 //!   is 16-byte aligned (`RSP` is that top);
 //! - `RDI` = guest-physical address of a valid [`BootInfo`].
+//!
+//! Application processors (uhyve: started by [`hypercall::Nr::StartCpu`])
+//! enter at the address the kernel asked for, in the same mode with the same
+//! GDT, with `CR3` as requested, `RSP` = the requested stack top,
+//! `RDI` = the requested argument and `RSI` = the CPU's index
+//! (`1..cpu_count`).
 //!
 //! [`BootInfo`] and everything it points to lie in memory that the memory map
 //! does not list as [`MemoryKind::Usable`], so the kernel may read it at any
@@ -214,6 +222,8 @@ pub mod hypercall {
         Write = 1,
         /// [`LogRegister`]: tell the host where the kernel log ring is.
         LogRegister = 2,
+        /// [`StartCpu`]: start an application processor.
+        StartCpu = 3,
     }
 
     impl Nr {
@@ -223,6 +233,7 @@ pub mod hypercall {
                 0 => Some(Self::Exit),
                 1 => Some(Self::Write),
                 2 => Some(Self::LogRegister),
+                3 => Some(Self::StartCpu),
                 _ => None,
             }
         }
@@ -263,6 +274,32 @@ pub mod hypercall {
     pub struct LogRegister {
         /// Guest-physical address of a [`LogRing`](super::LogRing) header.
         pub ring: u64,
+    }
+
+    /// Parameters of [`Nr::StartCpu`]: start vCPU `cpu` (`1..cpu_count`) in
+    /// long mode at `entry` with `RSP = stack_top`, `RDI = arg`, `RSI = cpu`,
+    /// `CR3 = cr3`, interrupts disabled and the boot GDT. Each CPU can be
+    /// started once. The host checks that `entry`, `stack_top - 8` and the
+    /// 4 KiB page at `cr3` lie in guest memory, that `stack_top` is 16-byte
+    /// aligned and `cr3` 4 KiB aligned.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct StartCpu {
+        /// Index of the CPU to start, `1..cpu_count` (0 is the boot CPU).
+        pub cpu: u32,
+        /// Zero.
+        pub _reserved: u32,
+        /// Guest address of the first instruction (identity mapped).
+        pub entry: u64,
+        /// Initial `RSP`.
+        pub stack_top: u64,
+        /// Initial `RDI`.
+        pub arg: u64,
+        /// Initial `CR3`: guest-physical address of the PML4.
+        pub cr3: u64,
+        /// Set by the host: 0, or a negative errno (`EINVAL`: no such CPU or
+        /// already started; `EFAULT`: an address outside guest memory).
+        pub result: i64,
     }
 
     /// Errno values the host returns (Linux numbering).
