@@ -13,7 +13,11 @@ const PDPT_SPAN: u64 = 512 * GIB;
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
+const USER: u64 = 1 << 2;
 const HUGE: u64 = 1 << 7;
+/// Flags of every present entry: the entry contract wants the whole map
+/// writable and reachable from CPL 3.
+const FLAGS: u64 = PRESENT | WRITABLE | USER;
 
 /// The highest address the identity map can cover (one PML4 = 256 TiB).
 pub const MAX_IDENTITY_MAP: u64 = 512 * PDPT_SPAN;
@@ -35,7 +39,7 @@ pub fn page_tables_size(ram_end: u64) -> u64 {
 }
 
 /// Writes page tables that identity-map `[4 KiB, identity_map_end(ram_end))`
-/// writable and executable at `at` (4 KiB aligned) inside `dest`
+/// writable, executable and user-accessible at `at` (4 KiB aligned) inside `dest`
 /// (guest-physical `[dest_phys, dest_phys + dest.len())`), and returns the
 /// `CR3` value. The first 2 MiB use 4 KiB pages with the null page left
 /// unmapped, so that null-pointer accesses fault; the rest uses 2 MiB pages.
@@ -70,26 +74,26 @@ pub fn write_page_tables(
     };
     for i in 0..512 {
         put(if i < pdpts {
-            (pdpt_base + i * PAGE) | PRESENT | WRITABLE
+            (pdpt_base + i * PAGE) | FLAGS
         } else {
             0
         });
     }
     for i in 0..pdpts * 512 {
         put(if i < pds {
-            (pd_base + i * PAGE) | PRESENT | WRITABLE
+            (pd_base + i * PAGE) | FLAGS
         } else {
             0
         });
     }
     let low_table = pd_base + pds * PAGE;
-    put(low_table | PRESENT | WRITABLE);
+    put(low_table | FLAGS);
     for i in 1..pds * 512 {
-        put((i * HUGE_PAGE) | PRESENT | WRITABLE | HUGE);
+        put((i * HUGE_PAGE) | FLAGS | HUGE);
     }
     put(0); // the null page
     for i in 1..512 {
-        put((i * PAGE) | PRESENT | WRITABLE);
+        put((i * PAGE) | FLAGS);
     }
     Ok(at)
 }
@@ -143,22 +147,22 @@ mod tests {
             u64::from_le_bytes(mem[at..at + 8].try_into().unwrap())
         };
         let pml4e = entry(cr3, (virt >> 39) & 511);
-        if pml4e & PRESENT == 0 {
+        if pml4e & FLAGS != FLAGS {
             return None;
         }
         let pdpte = entry(pml4e & !0xfff, (virt >> 30) & 511);
-        if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
+        if pdpte & FLAGS != FLAGS || pdpte & HUGE != 0 {
             return None;
         }
         let pde = entry(pdpte & !0xfff, (virt >> 21) & 511);
-        if pde & PRESENT == 0 || pde & WRITABLE == 0 {
+        if pde & FLAGS != FLAGS {
             return None;
         }
         if pde & HUGE != 0 {
             return Some((pde & !0x1f_ffff & ((1 << 52) - 1)) | (virt & 0x1f_ffff));
         }
         let pte = entry(pde & !0xfff & ((1 << 52) - 1), (virt >> 12) & 511);
-        if pte & PRESENT == 0 || pte & WRITABLE == 0 {
+        if pte & FLAGS != FLAGS {
             return None;
         }
         Some((pte & !0xfff & ((1 << 52) - 1)) | (virt & 0xfff))
