@@ -70,12 +70,20 @@ impl core::error::Error for SchedError {}
 /// or a [`FutexTable`](crate::FutexTable) and hands them back with
 /// [`CoreScheduler::add_ready`].
 ///
-/// Timeouts: a timed wait calls [`CoreScheduler::sleep_current`] and keeps the
-/// [`TimerKey`]. Exactly one of these then happens, both under the core lock:
-/// a waker calls [`CoreScheduler::wake_sleeper`] and gets `Some` (woken), or
-/// [`CoreScheduler::tick`] reports the task to its callback (timed out); a
-/// later `wake_sleeper` with the same key returns `None` and must not make the
-/// task ready again.
+/// Timed futex waits, with locks always taken futex table first, then core:
+/// 1. The waiter, holding the futex-table lock, checks the word, enqueues
+///    itself in the [`FutexTable`](crate::FutexTable), calls
+///    [`CoreScheduler::sleep_current`] and keeps the [`TimerKey`] in its task.
+/// 2. A waker pops it from the table (futex lock held) and calls
+///    [`CoreScheduler::wake_sleeper`] with that key; `None` means the timer
+///    already fired and the task is already ready: do not add it again.
+/// 3. [`CoreScheduler::tick`] makes expired sleepers ready on its own (its
+///    callback may just count or trace them; it must not take the futex lock,
+///    which would invert the lock order).
+/// 4. The waiter, running again, calls [`FutexTable::cancel`](crate::FutexTable::cancel)
+///    on itself: `true` (it was still queued, nobody woke it) means it timed
+///    out, `false` means it was woken. So each wait ends exactly once, as
+///    woken or timed out, whichever of the two raced first.
 #[derive(Debug)]
 pub struct CoreScheduler<T> {
     current: Option<(T, Priority)>,
@@ -233,8 +241,9 @@ impl<T: Clone> CoreScheduler<T> {
 
     /// Timer interrupt or any scheduling point: sleepers whose deadline is
     /// `<= now` become ready (oldest deadline first), each reported to
-    /// `on_expired` first so the kernel can mark it timed out and take it off
-    /// its futex queue. Then says whether to call [`CoreScheduler::preempt`].
+    /// `on_expired` first (to trace or count it; how a waiter learns that it
+    /// timed out is described on the type). Then says whether to call
+    /// [`CoreScheduler::preempt`].
     pub fn tick(&mut self, now: u64, mut on_expired: impl FnMut(&T)) -> TickResult {
         let mut expired = 0;
         while let Some((_, (t, prio))) = self.sleepers.pop_expired(now) {
@@ -485,6 +494,53 @@ mod tests {
         assert_eq!(c.cancel_sleep(k1), Some((1, Priority::NORMAL)));
         assert_eq!(c.ready_len(), 0);
         assert_eq!(c.next_event(102), None);
+    }
+
+    /// The timed futex wait protocol from the type's docs, with the race
+    /// where the timer fires just before a waker takes the task.
+    #[test]
+    fn timed_futex_wait_protocol() {
+        use crate::FutexTable;
+        const ADDR: usize = 0x40;
+        let mut c = core();
+        let mut table = FutexTable::new();
+        let mut keys = std::collections::HashMap::new();
+        for t in 1..=4 {
+            c.add_ready(t, Priority::NORMAL);
+        }
+        c.yield_current(0);
+        // Tasks 1, 2, 3 wait on ADDR with deadlines 10, 20, 30; 4 runs.
+        for (now, deadline) in [(0, 10), (1, 20), (2, 30)] {
+            let (&me, _) = c.current().unwrap();
+            table.enqueue(ADDR, me);
+            let (key, _) = c.sleep_current(now, deadline).unwrap();
+            keys.insert(me, key);
+        }
+        assert_eq!(c.current(), Some((&4, Priority::NORMAL)));
+        // Task 1's timer fires; nobody woke it.
+        assert_eq!(tick(&mut c, 10), (vec![1], false));
+        // Before task 1 runs, a waker wakes one waiter: task 1 is still
+        // first in the queue, so the waker takes it; its timer is gone and
+        // it must not be made ready twice.
+        let mut woken = Vec::new();
+        assert_eq!(table.wake(ADDR, 1, &mut |t| woken.push(t)), 1);
+        assert_eq!(woken, [1]);
+        assert_eq!(c.wake_sleeper(keys[&1]), None, "already ready");
+        // Task 1 runs again and finds itself dequeued: it was woken, it did
+        // not time out (the wake raced its timeout and won the futex queue).
+        assert!(!table.cancel(ADDR, &1));
+        // Task 2 is woken before its deadline: the timer is cancelled.
+        let mut woken = Vec::new();
+        table.wake(ADDR, 1, &mut |t| woken.push(t));
+        assert_eq!(woken, [2]);
+        assert_eq!(c.wake_sleeper(keys[&2]), Some(false));
+        assert!(!table.cancel(ADDR, &2));
+        // Task 3 times out for real: still queued when it runs again.
+        assert_eq!(tick(&mut c, 30), (vec![3], false), "4's slice is not over");
+        assert!(table.cancel(ADDR, &3));
+        assert_eq!(table.waiters(ADDR), 0);
+        assert_eq!(c.ready_len(), 3);
+        assert_eq!(c.sleepers_len(), 0);
     }
 
     #[test]
