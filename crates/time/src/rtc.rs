@@ -191,7 +191,7 @@ pub const fn bcd_to_binary(bcd: u8) -> Option<u8> {
 
 /// Whether `year` is a leap year in the Gregorian calendar.
 pub const fn is_leap_year(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// Days in `month` (1-12) of `year`; 0 for a month that does not exist.
@@ -255,10 +255,10 @@ pub fn decode(regs: &RtcRegisters) -> Result<DateTime, RtcError> {
     };
     let month = check("month", regs.month, 1..=12)?;
     let year_in_century = check("year", regs.year, 0..=99)?;
-    let century = match value("century", regs.century) {
-        Ok(c @ 19..=21) => c,
-        _ => 20,
-    };
+    let century = value("century", regs.century)
+        .ok()
+        .filter(|c| (19..=21).contains(c))
+        .unwrap_or(20);
     let year = u16::from(century) * 100 + u16::from(year_in_century);
     if year < 1970 {
         return Err(RtcError::BeforeEpoch { year });

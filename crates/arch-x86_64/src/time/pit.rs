@@ -14,14 +14,15 @@ use crate::cpu::rdtsc;
 const CHANNEL0: u16 = 0x40;
 /// PIT mode/command port.
 const COMMAND: u16 = 0x43;
-/// Channel 0, low then high byte, mode 0 (interrupt on terminal count),
-/// binary. Writing it stops the channel with its output low until a count
-/// is written.
-const CHANNEL0_MODE0: u8 = 0b00_11_000_0;
-/// Latch channel 0's count for reading.
-const CHANNEL0_LATCH: u8 = 0b00_00_0000;
-/// Read-back command: latch channel 0's status (not its count).
-const CHANNEL0_READ_STATUS: u8 = 0b11_10_001_0;
+/// Channel 0 (bits 7-6 = 00), low then high byte (5-4 = 11), mode 0
+/// (3-1 = 000, interrupt on terminal count), binary (0 = 0). Writing it
+/// stops the channel with its output low until a count is written.
+const CHANNEL0_MODE0: u8 = 0b0011_0000;
+/// Latch channel 0's count for reading (bits 5-4 = 00).
+const CHANNEL0_LATCH: u8 = 0b0000_0000;
+/// Read-back command (bits 7-6 = 11): do not latch counts (bit 5 = 1),
+/// latch status (bit 4 = 0), of channel 0 (bit 1).
+const CHANNEL0_READ_STATUS: u8 = 0b1110_0010;
 /// Status bits that echo the programmed access and mode (RW = low/high,
 /// mode 0, binary).
 const STATUS_MODE_MASK: u8 = 0b0011_1111;

@@ -133,7 +133,7 @@ pub unsafe fn read_once() -> Option<PvclockFields> {
     // compiler's back, hence volatile reads of plain integer fields.
     let fields = unsafe {
         let version = (&raw const (*record).version).read_volatile();
-        if version == 0 || version % 2 == 1 {
+        if version == 0 || !version.is_multiple_of(2) {
             return None;
         }
         PvclockFields {
@@ -168,7 +168,7 @@ pub unsafe fn read_wall_clock() -> Option<(u32, u32)> {
         let version = (&raw const (*record).version).read_volatile();
         let sec = (&raw const (*record).sec).read_volatile();
         let nsec = (&raw const (*record).nsec).read_volatile();
-        (version % 2 == 0 && sec != 0 && nsec < 1_000_000_000).then_some((sec, nsec))
+        (version.is_multiple_of(2) && sec != 0 && nsec < 1_000_000_000).then_some((sec, nsec))
     }
 }
 
