@@ -24,7 +24,7 @@
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub, SubAssign};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 pub use core::time::Duration;
 
 use arch_x86_64::cpu;
@@ -35,6 +35,7 @@ use hermit_time::{Scale, apply_parts, plausible_khz, rtc};
 
 /// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum FrequencySource {
     /// The boot info (uhyve reads it from KVM).
     BootInfo,
@@ -48,6 +49,18 @@ pub enum FrequencySource {
     CpuidBaseFrequency,
     /// Nothing told it: 1 GHz assumed, so times are wrong.
     Assumed,
+}
+
+impl FrequencySource {
+    /// Every source, in declaration order (`ALL[s as usize] == s`).
+    const ALL: [Self; 6] = [
+        Self::BootInfo,
+        Self::Cpuid,
+        Self::KvmClock,
+        Self::Pit,
+        Self::CpuidBaseFrequency,
+        Self::Assumed,
+    ];
 }
 
 impl fmt::Display for FrequencySource {
@@ -94,8 +107,10 @@ static TO_NS_MUL: AtomicU64 = AtomicU64::new(0);
 static TO_NS_SHIFT: AtomicU32 = AtomicU32::new(0);
 static TO_TICKS_MUL: AtomicU64 = AtomicU64::new(0);
 static TO_TICKS_SHIFT: AtomicU32 = AtomicU32::new(0);
-static SOURCE: spin::Once<FrequencySource> = spin::Once::new();
-static PLATFORM: spin::Once<Platform> = spin::Once::new();
+/// A [`FrequencySource`] as `1 + index`, 0 before `init` (atomics rather
+/// than `spin::Once`: every boot instruction counts at CPL 0 here).
+static SOURCE: AtomicU8 = AtomicU8::new(0);
+static ON_QEMU: AtomicBool = AtomicBool::new(false);
 /// `BootInfo::boot_time_ns`.
 static BOOT_INFO_WALL_NS: AtomicU64 = AtomicU64::new(0);
 /// Unix time in ns at monotonic zero from the KVM wall clock, 0 if none.
@@ -111,7 +126,7 @@ static WALL_AT_ZERO: spin::Once<(u64, WallClockSource)> = spin::Once::new();
 /// QEMU a few CPUIDs and three MSR writes with KVM, 10 ms of PIT
 /// calibration under TCG.
 pub(crate) fn init(info: &BootInfo, platform: Platform, boot_tsc: u64) {
-    PLATFORM.call_once(|| platform);
+    ON_QEMU.store(platform == Platform::Qemu, Relaxed);
     BOOT_INFO_WALL_NS.store(info.boot_time_ns, Relaxed);
     // uhyve passes frequency and real time in the boot info; elsewhere the
     // KVM clock may provide both.
@@ -135,7 +150,7 @@ pub(crate) fn init(info: &BootInfo, platform: Platform, boot_tsc: u64) {
     TO_TICKS_SHIFT.store(shift, Relaxed);
     TSC_KHZ.store(khz, Relaxed);
     BOOT_TSC.store(boot_tsc, Relaxed);
-    SOURCE.call_once(|| source);
+    SOURCE.store(source as u8 + 1, Relaxed);
     if source == FrequencySource::Assumed {
         log::warn!("TSC frequency unknown; assuming {khz} kHz, times will be wrong");
     } else {
@@ -235,7 +250,9 @@ pub fn tsc_khz() -> u64 {
 
 /// Where [`tsc_khz`] came from (`None` before the clock starts).
 pub fn frequency_source() -> Option<FrequencySource> {
-    SOURCE.get().copied()
+    FrequencySource::ALL
+        .get(usize::from(SOURCE.load(Relaxed)).checked_sub(1)?)
+        .copied()
 }
 
 /// TSC ticks in `ns` nanoseconds (saturating), e.g. to compute a TSC
@@ -459,7 +476,7 @@ fn wall_at_zero() -> (u64, WallClockSource) {
             }
             ns => (ns, WallClockSource::BootInfo),
         };
-        if PLATFORM.get() != Some(&Platform::Qemu) {
+        if !ON_QEMU.load(Relaxed) {
             return from_boot_info();
         }
         let rtc_error = match read_rtc() {
