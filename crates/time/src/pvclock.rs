@@ -35,12 +35,17 @@ impl PvclockSnapshot {
         tsc_khz(self.tsc_to_system_mul, self.tsc_shift)
     }
 
-    /// The host's system time in ns at guest TSC value `tsc` (saturating;
-    /// a `tsc` before `tsc_timestamp` gives `system_time`).
+    /// The host's system time in ns at guest TSC value `tsc`, which may lie
+    /// before or after `tsc_timestamp` (saturating at 0 and `u64::MAX`).
     pub fn ns_at(&self, tsc: u64) -> u64 {
-        let delta = tsc.saturating_sub(self.tsc_timestamp);
-        self.system_time
-            .saturating_add(scale_delta(delta, self.tsc_to_system_mul, self.tsc_shift))
+        let (mul, shift) = (self.tsc_to_system_mul, self.tsc_shift);
+        if tsc >= self.tsc_timestamp {
+            let delta = scale_delta(tsc - self.tsc_timestamp, mul, shift);
+            self.system_time.saturating_add(delta)
+        } else {
+            let delta = scale_delta(self.tsc_timestamp - tsc, mul, shift);
+            self.system_time.saturating_sub(delta)
+        }
     }
 }
 
@@ -131,7 +136,21 @@ mod tests {
         // 2.5e9 ticks later: one second, minus the rounding of mul.
         let ns = snap.ns_at(1_000 + 2_500_000_000);
         assert!(ns.abs_diff(5_000 + 1_000_000_000) <= 1, "{ns}");
-        assert_eq!(snap.ns_at(0), 5_000);
+        // Before the record was taken: 1000 ticks earlier is 400 ns earlier
+        // (399 after rounding down the scaled delta).
+        assert_eq!(snap.ns_at(0), 5_000 - 399);
+        let later = PvclockSnapshot {
+            tsc_timestamp: 2_500_000_000,
+            system_time: 2_000_000_000,
+            ..snap
+        };
+        let at_zero = later.ns_at(0);
+        assert!(at_zero.abs_diff(1_000_000_000) <= 1, "{at_zero}");
+        let early = PvclockSnapshot {
+            system_time: 10,
+            ..later
+        };
+        assert_eq!(early.ns_at(0), 0);
     }
 
     #[test]
