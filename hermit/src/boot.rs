@@ -1,24 +1,14 @@
 //! The kernel entry point and the boot sequence.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use arch_x86_64::{cpu, exception, gdt};
 use hermit_interface::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, Platform};
 
 /// Exit status when the kernel cannot start the application.
 const BOOT_FAILURE: i32 = 70;
 
-static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
-static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
-
-/// Microseconds since kernel entry, 0 when the TSC frequency is unknown.
+/// Microseconds since kernel entry, 0 before the clock starts.
 pub(crate) fn uptime_us() -> u64 {
-    let khz = TSC_KHZ.load(Ordering::Relaxed);
-    if khz == 0 {
-        return 0;
-    }
-    let ticks = cpu::rdtsc().wrapping_sub(BOOT_TSC.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1000 / u128::from(khz)) as u64
+    crate::time::monotonic_ns() / 1000
 }
 
 /// The image's entry point (see the entry contract in `hermit-interface`):
@@ -93,7 +83,7 @@ unsafe extern "Rust" {
 }
 
 extern "C" fn kernel_start(info: *const BootInfo) -> ! {
-    BOOT_TSC.store(cpu::rdtsc(), Ordering::Relaxed);
+    let boot_tsc = cpu::rdtsc();
     // SAFETY: the loader passes the address of a BootInfo in reserved memory
     // (entry contract); the magic and version are checked before any other
     // field is trusted.
@@ -110,23 +100,13 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
     });
     cpu::enable_fpu_sse();
 
-    let tsc_khz = if info.tsc_khz != 0 {
-        Some(info.tsc_khz)
-    } else {
-        cpu::tsc_khz_from_cpuid()
-    };
-    TSC_KHZ.store(tsc_khz.unwrap_or(0), Ordering::Relaxed);
-
     let cmdline = str_at(info.cmdline.addr, info.cmdline.len).unwrap_or("");
     crate::logger::init(platform, cmdline);
+    crate::time::init(info, platform, boot_tsc);
     log::info!(
         "hermit kernel on {platform:?}, {} CPU(s), cmdline {cmdline:?}",
         info.cpu_count
     );
-    match tsc_khz {
-        Some(khz) => log::info!("TSC at {khz} kHz"),
-        None => log::debug!("TSC frequency unknown (calibration comes with the timer)"),
-    }
 
     if let Err(e) = crate::mem::init(info) {
         fail(format_args!("memory setup failed: bad memory map: {e}"));

@@ -36,6 +36,7 @@ mod linux;
 mod logger;
 mod mem;
 pub mod process;
+pub mod time;
 
 /// Declares the application's entry point: `main` is a function with no
 /// arguments whose return type implements [`process::Termination`] (for

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Guest applications the tests use.
-pub const APPS: &[&str] = &["hello", "panic", "exit-status", "heap-check"];
+pub const APPS: &[&str] = &["hello", "panic", "exit-status", "heap-check", "clock"];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

@@ -19,3 +19,4 @@ pub mod exception;
 pub mod gdt;
 pub mod io;
 pub mod paging;
+pub mod time;
