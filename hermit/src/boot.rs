@@ -142,7 +142,7 @@ fn str_at(addr: u64, len: u64) -> Option<&'static str> {
     core::str::from_utf8(bytes).ok()
 }
 
-fn fail(args: core::fmt::Arguments<'_>) -> ! {
+pub(crate) fn fail(args: core::fmt::Arguments<'_>) -> ! {
     crate::eprintln!("hermit: {args}");
     log::error!("{args}");
     crate::console::platform_exit(BOOT_FAILURE)

@@ -36,6 +36,10 @@ mod linux;
 mod logger;
 mod mem;
 pub mod process;
+mod sched;
+pub use mem::heap_in_use;
+pub mod sync;
+pub mod thread;
 pub mod time;
 
 /// Declares the application's entry point: `main` is a function with no

@@ -105,6 +105,53 @@ unsafe impl Source for FrameHeap {
     }
 }
 
-#[global_allocator]
-static HEAP: talc::TalcLock<spinning_top::RawSpinlock, FrameHeap> =
+static TALC: talc::TalcLock<spinning_top::RawSpinlock, FrameHeap> =
     talc::TalcLock::new(FrameHeap { end: 0 });
+
+/// The kernel heap: `talc`, plus a count of the bytes handed out.
+struct Heap {
+    in_use: core::sync::atomic::AtomicUsize,
+}
+
+#[global_allocator]
+static HEAP: Heap = Heap {
+    in_use: core::sync::atomic::AtomicUsize::new(0),
+};
+
+// SAFETY: every call is forwarded unchanged to talc's allocator, which is a
+// correct `GlobalAlloc`; the counter has no effect on the memory returned.
+unsafe impl core::alloc::GlobalAlloc for Heap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { TALC.alloc(layout) };
+        if !p.is_null() {
+            self.in_use
+                .fetch_add(layout.size(), core::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.in_use
+            .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { TALC.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { TALC.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            self.in_use
+                .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
+            self.in_use
+                .fetch_add(new_size, core::sync::atomic::Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Bytes of heap memory currently allocated (requested sizes).
+pub fn heap_in_use() -> usize {
+    HEAP.in_use.load(core::sync::atomic::Ordering::Relaxed)
+}

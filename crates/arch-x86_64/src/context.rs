@@ -1,15 +1,21 @@
 //! Task context switching.
 //!
 //! A task that is not running is fully described by its saved stack
-//! pointer: [`switch`] pushes the callee-saved registers and the SSE/x87
-//! control words onto the outgoing task's stack and pops the incoming task's.
+//! pointer: [`switch`] pushes the callee-saved registers and the whole
+//! x87/SSE state (`fxsave`) onto the outgoing task's stack and pops the
+//! incoming task's. Only the control words would need saving under the
+//! System V ABI, but `stmxcsr`/`ldmxcsr` are not emulated by this host's
+//! software KVM at CPL 0 (internal error) while `fxsave`/`fxrstor` are.
 //! The caller-saved registers, XMM registers included, need no saving on a
 //! voluntary switch because `switch` is an ordinary `extern "C"` call; a
 //! switch from an interrupt handler first saves everything the interrupted
 //! code may have live (see [`crate::interrupt`]).
 
-/// Bytes [`switch`] keeps on a suspended task's stack.
-pub const SWITCH_FRAME_BYTES: usize = 8 * 8;
+/// Bytes of the FXSAVE area [`switch`] keeps, padding included.
+const FXSAVE_BYTES: usize = 520;
+/// Bytes [`switch`] keeps on a suspended task's stack: the FXSAVE area, six
+/// callee-saved registers and the return address.
+pub const SWITCH_FRAME_BYTES: usize = FXSAVE_BYTES + 7 * 8;
 
 /// MXCSR after reset: all SIMD exceptions masked, round to nearest.
 const MXCSR_DEFAULT: u64 = 0x1f80;
@@ -36,14 +42,12 @@ pub unsafe extern "C" fn switch(from: *mut u64, to: u64) {
         "push r13",
         "push r14",
         "push r15",
-        "sub rsp, 16",
-        "stmxcsr [rsp]",
-        "fnstcw [rsp + 4]",
+        "sub rsp, 520",
+        "fxsave [rsp]",
         "mov [rdi], rsp",
         "mov rsp, rsi",
-        "ldmxcsr [rsp]",
-        "fldcw [rsp + 4]",
-        "add rsp, 16",
+        "fxrstor [rsp]",
+        "add rsp, 520",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -68,30 +72,28 @@ extern "C" fn task_start() {
 /// the switching code left them.
 ///
 /// # Safety
-/// The top [`SWITCH_FRAME_BYTES`] + 8 bytes below `stack_top` must be
-/// writable memory owned by the new task; `stack_top` must be 16-byte
-/// aligned.
+/// The top [`SWITCH_FRAME_BYTES`] bytes below `stack_top` must be writable
+/// memory owned by the new task; `stack_top` must be 16-byte aligned.
 pub unsafe fn prepare_stack(stack_top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
-    // Layout from the saved stack pointer upwards: control words and a
-    // padding word, r15, r14, r13, r12 (arg), rbx (entry), rbp, and the
-    // return address (task_start). After `ret` the stack pointer is
-    // `stack_top`, 16-byte aligned as `call rbx` requires.
-    let frame: [u64; 9] = [
-        MXCSR_DEFAULT | (FCW_DEFAULT << 32),
-        0,
-        0,
-        0,
-        0,
-        arg,
-        entry as usize as u64,
-        0,
-        task_start as *const () as u64,
-    ];
-    let sp = stack_top - (frame.len() as u64) * 8;
+    // Layout from the saved stack pointer upwards: the FXSAVE area (only the
+    // control words are non-zero) with its 8 bytes of padding, r15, r14,
+    // r13, r12 (arg), rbx (entry), rbp, and the return address
+    // (task_start). After `ret` the stack pointer is `stack_top`, 16-byte
+    // aligned as `call rbx` requires.
+    let words = SWITCH_FRAME_BYTES / 8;
+    let sp = stack_top - SWITCH_FRAME_BYTES as u64;
+    let base = sp as *mut u64;
+    let regs = FXSAVE_BYTES / 8;
     // SAFETY: the caller guarantees that the frame's bytes below `stack_top`
-    // are writable and belong to the new task.
+    // are writable and belong to the new task; all writes are in
+    // `[sp, stack_top)`.
     unsafe {
-        core::ptr::copy_nonoverlapping(frame.as_ptr(), sp as *mut u64, frame.len());
+        core::ptr::write_bytes(base, 0, words);
+        base.write(FCW_DEFAULT);
+        base.add(3).write(MXCSR_DEFAULT);
+        base.add(regs + 3).write(arg); // r12
+        base.add(regs + 4).write(entry as usize as u64); // rbx
+        base.add(regs + 6).write(task_start as *const () as u64);
     }
     sp
 }

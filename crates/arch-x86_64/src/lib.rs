@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), no_std)]
 #![feature(abi_x86_interrupt)]
 
+pub mod context;
 pub mod cpu;
 pub mod exception;
 pub mod gdt;

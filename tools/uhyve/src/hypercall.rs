@@ -107,9 +107,9 @@ impl<O: Output> Hypercalls<O> {
                 }
                 Err(abort) => abort,
             },
-            Nr::StartCpu => Action::Abort(
-                "hypercall StartCpu: this uhyve runs single-CPU guests only".into(),
-            ),
+            Nr::StartCpu => {
+                Action::Abort("hypercall StartCpu: this uhyve runs single-CPU guests only".into())
+            }
         }
     }
 

@@ -1,0 +1,254 @@
+//! Thread checks for the boot tests: each argument names one check; the app
+//! prints what it measured and exits non-zero on the first failure.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+
+use hermit::sync::{Condvar, Mutex, Semaphore};
+use hermit::time::Instant;
+use hermit::{println, thread};
+
+hermit::entry!(main);
+
+fn main() -> i32 {
+    let mut status = 0;
+    for arg in hermit::env::args().skip(1) {
+        let result = match arg {
+            "spawn-join" => spawn_join(100),
+            "stress" => stress(10_000),
+            "mutex" => mutex(4, 1000),
+            "condvar" => condvar(),
+            "semaphore" => semaphore(),
+            "sleep" => sleep(),
+            "yield" => yield_pingpong(),
+            other => Err(alloc::format!("unknown check {other:?}")),
+        };
+        match result {
+            Ok(()) => println!("{arg}: ok"),
+            Err(e) => {
+                println!("{arg}: FAILED: {e}");
+                status = 1;
+            }
+        }
+    }
+    status
+}
+
+type Check = Result<(), alloc::string::String>;
+
+fn spawn_join(n: usize) -> Check {
+    let handles: Vec<_> = (0..n).map(|i| thread::spawn(move || i * 2)).collect();
+    let sum: usize = handles.into_iter().map(|h| h.join()).sum();
+    let want = n * (n - 1);
+    if sum == want {
+        Ok(())
+    } else {
+        Err(alloc::format!("sum {sum}, expected {want}"))
+    }
+}
+
+/// Spawns and joins `n` threads in batches and checks that every task and
+/// every byte of heap they used is gone again.
+fn stress(n: usize) -> Check {
+    // One warm-up batch first: the scheduler starts (main becomes a task,
+    // the idle task appears) and its queues reach the capacity a batch
+    // needs, which they keep. The baseline is the steady state after that.
+    let warm: Vec<_> = (0..100).map(|_| thread::spawn(|| ())).collect();
+    for h in warm {
+        h.join();
+    }
+    thread::yield_now();
+    let tasks_before = thread::live_tasks();
+    let heap_before = hermit::heap_in_use();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let batch = 100;
+    for _ in 0..n / batch {
+        let handles: Vec<_> = (0..batch)
+            .map(|_| {
+                let c = counter.clone();
+                thread::spawn(move || {
+                    c.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join();
+        }
+    }
+    // The last exited task is freed by the next switch on its core.
+    thread::yield_now();
+    let ran = counter.load(Ordering::Relaxed);
+    drop(counter);
+    let tasks_after = thread::live_tasks();
+    let heap_after = hermit::heap_in_use();
+    println!(
+        "stress: {ran} threads ran; tasks {tasks_before} -> {tasks_after}; heap in use {heap_before} -> {heap_after} bytes"
+    );
+    if ran != n {
+        return Err(alloc::format!("{ran} of {n} threads ran"));
+    }
+    if tasks_after != tasks_before {
+        return Err(alloc::format!(
+            "{} tasks leaked",
+            tasks_after - tasks_before
+        ));
+    }
+    if heap_after != heap_before {
+        return Err(alloc::format!(
+            "heap grew by {} bytes",
+            heap_after as i64 - heap_before as i64
+        ));
+    }
+    Ok(())
+}
+
+fn mutex(threads: usize, iterations: usize) -> Check {
+    // A non-atomic read-modify-write with a yield in the middle: without
+    // mutual exclusion, increments are lost.
+    let shared = Arc::new(Mutex::new(0usize));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let s = shared.clone();
+            thread::spawn(move || {
+                for _ in 0..iterations {
+                    let mut g = s.lock();
+                    let v = *g;
+                    thread::yield_now();
+                    *g = v + 1;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let total = *shared.lock();
+    if total == threads * iterations {
+        Ok(())
+    } else {
+        Err(alloc::format!(
+            "counter {total}, expected {}",
+            threads * iterations
+        ))
+    }
+}
+
+fn condvar() -> Check {
+    let pair = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let consumer = {
+        let pair = pair.clone();
+        thread::spawn(move || {
+            let (m, cv) = &*pair;
+            let mut got = Vec::new();
+            while got.len() < 50 {
+                let mut q = m.lock();
+                while q.is_empty() {
+                    q = cv.wait(q);
+                }
+                got.append(&mut q);
+            }
+            got
+        })
+    };
+    for i in 0..50 {
+        let (m, cv) = &*pair;
+        m.lock().push(i);
+        cv.notify_one();
+        if i % 7 == 0 {
+            thread::yield_now();
+        }
+    }
+    let got = consumer.join();
+    if got == (0..50).collect::<Vec<_>>() {
+        Ok(())
+    } else {
+        Err(alloc::format!("consumer got {got:?}"))
+    }
+}
+
+fn semaphore() -> Check {
+    let sem = Arc::new(Semaphore::new(2));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let worst = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (sem, inside, worst) = (sem.clone(), inside.clone(), worst.clone());
+            thread::spawn(move || {
+                for _ in 0..20 {
+                    sem.acquire();
+                    let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    worst.fetch_max(n, Ordering::SeqCst);
+                    thread::yield_now();
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    let _ = sem.release();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join();
+    }
+    let worst = worst.load(Ordering::SeqCst);
+    if worst == 2 {
+        Ok(())
+    } else {
+        Err(alloc::format!(
+            "{worst} threads were inside a semaphore of 2"
+        ))
+    }
+}
+
+/// A sleeping thread wakes on time, and a thread blocked on a semaphore
+/// timeout reports the timeout.
+fn sleep() -> Check {
+    for ms in [1u64, 10, 50] {
+        let start = Instant::now();
+        thread::sleep(Duration::from_millis(ms));
+        let took = start.elapsed();
+        println!("sleep({ms} ms) took {} us", took.as_micros());
+        if took < Duration::from_millis(ms) {
+            return Err(alloc::format!("sleep({ms} ms) returned after {took:?}"));
+        }
+        if took > Duration::from_millis(ms + 20) {
+            return Err(alloc::format!("sleep({ms} ms) overslept: {took:?}"));
+        }
+    }
+    let sem = Semaphore::new(0);
+    let start = Instant::now();
+    if sem.acquire_timeout(20_000_000) {
+        return Err("acquired an empty semaphore".into());
+    }
+    let took = start.elapsed();
+    println!("semaphore timeout (20 ms) after {} us", took.as_micros());
+    if took < Duration::from_millis(20) {
+        return Err(alloc::format!("timed out early: {took:?}"));
+    }
+    Ok(())
+}
+
+fn yield_pingpong() -> Check {
+    let rounds = 1000;
+    let other = thread::spawn(move || {
+        for _ in 0..rounds {
+            thread::yield_now();
+        }
+    });
+    let start = Instant::now();
+    for _ in 0..rounds {
+        thread::yield_now();
+    }
+    let took = start.elapsed();
+    other.join();
+    println!(
+        "yield: {} ns per yield between two threads ({} rounds)",
+        took.as_nanos() / (2 * rounds as u128),
+        rounds
+    );
+    Ok(())
+}

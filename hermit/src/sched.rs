@@ -1,0 +1,524 @@
+//! The kernel side of scheduling: tasks with their own stacks, one
+//! [`CoreScheduler`] per CPU, context switches, blocking on futexes with
+//! timeouts, and each core's idle loop.
+//!
+//! The decisions (which task runs next, who sleeps until when) are the
+//! portable `sched` crate's; this module owns the tasks, performs the
+//! switches and implements [`sched::sync::Futex`] for the blocking
+//! primitives.
+//!
+//! Locks: the futex table's lock is always taken before a core's lock, and
+//! both are taken with interrupts disabled, so an interrupt handler that
+//! takes a core lock cannot deadlock with the code it interrupted. Tasks stay
+//! on the core they were started on: only that core ever switches to or from
+//! a task, so a task's saved stack pointer is never read while it is being
+//! written.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use arch_x86_64::context;
+use sched::sync::{Futex, WaitResult};
+use sched::{CoreScheduler, FutexTable, Next, Priority, TimerKey};
+use spin::{Mutex, MutexGuard};
+
+use crate::time::monotonic_ns;
+
+/// Upper bound on CPUs the kernel manages.
+pub const MAX_CPUS: usize = 64;
+
+/// Stack size of the idle tasks.
+const IDLE_STACK: usize = 16 * 1024;
+
+/// A task: a thread of execution with its own stack.
+pub(crate) struct Task {
+    id: u32,
+    prio: Priority,
+    core: usize,
+    /// Saved stack pointer while the task does not run; written by
+    /// `context::switch` on the task's own core only.
+    rsp: UnsafeCell<u64>,
+    /// Scheduling state, only touched with the owning core's lock held.
+    state: UnsafeCell<TaskState>,
+    /// The stack, `None` for the boot task (which runs on the loader's
+    /// stack). Freed when the task is reaped.
+    _stack: Option<Box<[u128]>>,
+}
+
+#[derive(Default)]
+struct TaskState {
+    /// Off its core's run queue, waiting for a futex.
+    blocked: bool,
+    /// Its sleep timer while blocked with a deadline.
+    timer: Option<TimerKey>,
+}
+
+// SAFETY: `rsp` is written only by the context switch on the task's core and
+// read by the same core when switching back; `state` is only accessed with
+// the owning core's lock held.
+unsafe impl Sync for Task {}
+// SAFETY: as above; the stack is plain memory owned by the task.
+unsafe impl Send for Task {}
+
+/// A shared handle to a task; compared by identity.
+#[derive(Clone)]
+pub(crate) struct TaskRef(Arc<Task>);
+
+impl PartialEq for TaskRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl TaskRef {
+    fn state(&self) -> *mut TaskState {
+        self.0.state.get()
+    }
+}
+
+/// One CPU's scheduler state.
+struct Core {
+    sched: CoreScheduler<TaskRef>,
+    /// The running task, or the idle task.
+    running: Option<TaskRef>,
+    /// The core's idle task (runs when `sched` has no current task).
+    idle: Option<TaskRef>,
+    /// A task that exited on this core; its stack is freed by the next task
+    /// that runs here (it cannot free the stack it stands on).
+    zombie: Option<TaskRef>,
+}
+
+impl Core {
+    const fn new() -> Self {
+        Self {
+            sched: CoreScheduler::new(),
+            running: None,
+            idle: None,
+            zombie: None,
+        }
+    }
+}
+
+/// Disables interrupts; returns whether they were enabled.
+fn irq_disable() -> bool {
+    let enabled = x86_64::instructions::interrupts::are_enabled();
+    x86_64::instructions::interrupts::disable();
+    enabled
+}
+
+fn irq_restore(enable: bool) {
+    if enable {
+        x86_64::instructions::interrupts::enable();
+    }
+}
+
+static CORES: [Mutex<Core>; MAX_CPUS] = [const { Mutex::new(Core::new()) }; MAX_CPUS];
+static FUTEXES: Mutex<Option<FutexTable<TaskRef>>> = Mutex::new(None);
+/// Task ids; 1 is the boot task.
+static NEXT_ID: AtomicU32 = AtomicU32::new(2);
+/// Cores that run the scheduler.
+static CORES_ONLINE: AtomicUsize = AtomicUsize::new(0);
+static PICKER: sched::CorePicker = sched::CorePicker::new();
+/// Live tasks, for diagnostics and tests.
+static LIVE_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// The index of the CPU running this code.
+fn this_core() -> usize {
+    0
+}
+
+/// Errors of [`spawn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// No memory for the stack or the task.
+    OutOfMemory,
+    /// The requested core does not exist or is not online.
+    NoSuchCore(usize),
+}
+
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::OutOfMemory => f.write_str("out of memory for the thread's stack"),
+            Self::NoSuchCore(c) => write!(f, "core {c} does not exist or is offline"),
+        }
+    }
+}
+
+impl core::error::Error for SpawnError {}
+
+fn new_task(prio: Priority, core: usize, stack: Option<Box<[u128]>>, rsp: u64) -> TaskRef {
+    LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
+    TaskRef(Arc::new(Task {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        prio,
+        core,
+        rsp: UnsafeCell::new(rsp),
+        state: UnsafeCell::new(TaskState::default()),
+        _stack: stack,
+    }))
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        LIVE_TASKS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A stack of at least `bytes` (rounded up to 16), uninitialised: zeroing
+/// costs time and the task writes before it reads.
+fn alloc_stack(bytes: usize) -> Result<(Box<[u128]>, u64), SpawnError> {
+    let words = bytes.div_ceil(16).max(64);
+    let mut v: Vec<u128> = Vec::new();
+    v.try_reserve_exact(words)
+        .map_err(|_| SpawnError::OutOfMemory)?;
+    // SAFETY: `u128` has no invalid bit patterns and the capacity is
+    // `words`; the contents are never read before the task writes them.
+    unsafe { v.set_len(words) };
+    let stack = v.into_boxed_slice();
+    let top = stack.as_ptr() as u64 + (words as u64) * 16;
+    Ok((stack, top))
+}
+
+static STARTED: spin::Once<()> = spin::Once::new();
+
+/// Starts the scheduler on first use: the code running then (the
+/// application's main thread, the only code running) becomes the first task
+/// of the boot CPU, which also gets its idle task. An application that never
+/// uses threads pays nothing at boot.
+fn ensure_started() {
+    STARTED.call_once(|| {
+        *FUTEXES.lock() = Some(FutexTable::new());
+        init_core(0, true);
+    });
+}
+
+/// Registers the running code as core `core`'s first task (if `boot_task`)
+/// and creates its idle task.
+fn init_core(core: usize, boot_task: bool) {
+    let were = irq_disable();
+    let idle = match alloc_stack(IDLE_STACK) {
+        Ok((stack, top)) => {
+            // SAFETY: the stack is fresh, 16-byte aligned at its top and owned
+            // by the idle task.
+            let rsp = unsafe { context::prepare_stack(top, idle_entry, core as u64) };
+            new_task(Priority::IDLE, core, Some(stack), rsp)
+        }
+        Err(_) => crate::boot::fail(format_args!("no memory for the idle task")),
+    };
+    let mut c = CORES[core].lock();
+    c.idle = Some(idle.clone());
+    if boot_task {
+        let me = TaskRef(Arc::new(Task {
+            id: 1,
+            prio: Priority::NORMAL,
+            core,
+            rsp: UnsafeCell::new(0),
+            state: UnsafeCell::new(TaskState::default()),
+            _stack: None,
+        }));
+        LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
+        c.sched.add_ready(me.clone(), Priority::NORMAL);
+        let now = monotonic_ns();
+        let picked = c.sched.yield_current(now);
+        debug_assert!(picked.is_some_and(|t| t == me));
+        c.running = Some(me);
+    } else {
+        c.running = Some(idle);
+    }
+    drop(c);
+    CORES_ONLINE.fetch_add(1, Ordering::Release);
+    irq_restore(were);
+}
+
+/// The running task.
+fn current() -> TaskRef {
+    ensure_started();
+    let c = CORES[this_core()].lock();
+    match &c.running {
+        Some(t) => t.clone(),
+        None => crate::boot::fail(format_args!("scheduler used before init")),
+    }
+}
+
+/// Switches from the running task to `next` (the idle task if `None`),
+/// consuming the held core lock. Interrupts must be disabled; they stay
+/// disabled. Returns when the calling task runs again.
+fn switch_locked(mut core: MutexGuard<'_, Core>, next: Option<TaskRef>) {
+    let Some(target) = next.or_else(|| core.idle.clone()) else {
+        return;
+    };
+    let Some(prev) = core.running.replace(target.clone()) else {
+        return;
+    };
+    if prev == target {
+        return;
+    }
+    let from = prev.0.rsp.get();
+    // SAFETY: `target` is not running (it was ready or idle on this core,
+    // and only this core runs it), so its saved stack pointer is stable.
+    let to = unsafe { *target.0.rsp.get() };
+    // The scheduler, a wait queue or the zombie slot still holds `prev`, and
+    // `running` holds `target`, so both stay alive across the switch.
+    drop(prev);
+    drop(target);
+    drop(core);
+    // SAFETY: `from` is the running task's own slot; `to` was saved by
+    // `switch` or `prepare_stack` for a task that is not running; stacks live
+    // as long as their tasks; interrupts are disabled.
+    unsafe { context::switch(from, to) };
+    after_switch();
+}
+
+/// Runs on every task right after it was switched to: frees the stack of a
+/// task that exited on this core.
+fn after_switch() {
+    let zombie = CORES[this_core()].lock().zombie.take();
+    drop(zombie);
+}
+
+/// First Rust code of a spawned task: `arg` is a leaked
+/// `Box<Box<dyn FnOnce() + Send>>`.
+extern "C" fn task_entry(arg: u64) -> ! {
+    after_switch();
+    irq_restore(true);
+    // SAFETY: `spawn` leaked exactly this box for this task, and only this
+    // task reclaims it.
+    let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() + Send>) };
+    f();
+    exit_current()
+}
+
+/// Ends the running task; its stack is freed by the next task on this core.
+pub(crate) fn exit_current() -> ! {
+    irq_disable();
+    let core = this_core();
+    let mut c = CORES[core].lock();
+    let next = c.sched.exit_current(monotonic_ns()).task();
+    c.zombie = c.running.clone();
+    switch_locked(c, next);
+    crate::boot::fail(format_args!("an exited task was resumed"))
+}
+
+/// Idle loop of core `core`: runs ready tasks, sleepers that are due, and
+/// otherwise halts until an interrupt.
+extern "C" fn idle_entry(core: u64) -> ! {
+    after_switch();
+    let core = core as usize;
+    loop {
+        irq_disable();
+        let mut c = CORES[core].lock();
+        let now = monotonic_ns();
+        c.sched.tick(now, mark_timed_out);
+        if let Some(next) = c.sched.yield_current(now) {
+            switch_locked(c, Some(next));
+            continue;
+        }
+        let waiting = c.sched.next_event(now).is_some();
+        drop(c);
+        if waiting {
+            // No timer interrupt yet: poll until a sleeper is due.
+            irq_restore(true);
+            core::hint::spin_loop();
+        } else {
+            // Nothing to wait for: halt until an interrupt makes work.
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+}
+
+/// `tick` callback: a sleeper whose deadline passed is ready again; a waker
+/// must not add it a second time.
+fn mark_timed_out(t: &TaskRef) {
+    // SAFETY: called by `tick` with the owning core's lock held.
+    let st = unsafe { &mut *t.state() };
+    st.blocked = false;
+    st.timer = None;
+}
+
+/// Spawns a task running `f` on `core` (round robin over online cores if
+/// `None`) with priority `prio` and a stack of `stack_size` bytes.
+pub(crate) fn spawn(
+    f: Box<dyn FnOnce() + Send>,
+    prio: Priority,
+    core: Option<usize>,
+    stack_size: usize,
+) -> Result<u32, SpawnError> {
+    ensure_started();
+    let online = CORES_ONLINE.load(Ordering::Acquire).max(1);
+    let core = match core {
+        Some(c) if c < online => c,
+        Some(c) => return Err(SpawnError::NoSuchCore(c)),
+        None => PICKER.next(online),
+    };
+    let (stack, top) = alloc_stack(stack_size)?;
+    let arg = Box::into_raw(Box::new(f)) as u64;
+    // SAFETY: the stack is fresh, its top 16-byte aligned, owned by the task.
+    let rsp = unsafe { context::prepare_stack(top, task_entry, arg) };
+    let task = new_task(prio, core, Some(stack), rsp);
+    let id = task.0.id;
+    let were = irq_disable();
+    let preempt = CORES[core].lock().sched.add_ready(task, prio);
+    irq_restore(were);
+    if preempt && core == this_core() {
+        yield_now();
+    }
+    Ok(id)
+}
+
+/// Gives the rest of the time slice to another ready task of the same or
+/// higher priority, if there is one.
+pub(crate) fn yield_now() {
+    ensure_started();
+    let were = irq_disable();
+    let mut c = CORES[this_core()].lock();
+    let now = monotonic_ns();
+    c.sched.tick(now, mark_timed_out);
+    match c.sched.yield_current(now) {
+        Some(next) => switch_locked(c, Some(next)),
+        None => drop(c),
+    }
+    irq_restore(were);
+}
+
+/// Blocks the running task until `deadline_ns` (monotonic).
+pub(crate) fn sleep_until(deadline_ns: u64) {
+    ensure_started();
+    let were = irq_disable();
+    let mut c = CORES[this_core()].lock();
+    let now = monotonic_ns();
+    if deadline_ns > now {
+        c.sched.tick(now, mark_timed_out);
+        if let Ok((_, next)) = c.sched.sleep_current(now, deadline_ns) {
+            switch_locked(c, next.task());
+        }
+    }
+    irq_restore(were);
+}
+
+/// The id of the running task (1 is the boot task).
+pub(crate) fn current_id() -> u32 {
+    current().0.id
+}
+
+/// Number of tasks alive (idle tasks included).
+pub(crate) fn live_tasks() -> usize {
+    LIVE_TASKS.load(Ordering::Relaxed)
+}
+
+/// Number of cores that run the scheduler.
+pub(crate) fn cores_online() -> usize {
+    CORES_ONLINE.load(Ordering::Acquire)
+}
+
+/// Makes a task that a futex waker took off the futex table ready again.
+/// Called with the futex lock held (lock order: futex, then core).
+fn make_ready(t: TaskRef) {
+    let mut c = CORES[t.0.core].lock();
+    // SAFETY: the owning core's lock is held.
+    let st = unsafe { &mut *t.state() };
+    if !st.blocked {
+        // Its timer fired first; `tick` already made it ready.
+        return;
+    }
+    st.blocked = false;
+    let prio = t.0.prio;
+    match st.timer.take() {
+        Some(key) => {
+            c.sched.wake_sleeper(key);
+        }
+        None => {
+            c.sched.add_ready(t, prio);
+        }
+    }
+}
+
+/// The kernel's futex: [`sched::sync`] primitives block through it.
+#[derive(Debug)]
+pub struct KernelFutex;
+
+impl Futex for KernelFutex {
+    fn wait(word: &AtomicU32, expected: u32, deadline_ns: Option<u64>) -> WaitResult {
+        let addr = word as *const AtomicU32 as usize;
+        let me = current();
+        let were = irq_disable();
+        let mut table = FUTEXES.lock();
+        if word.load(Ordering::SeqCst) != expected {
+            drop(table);
+            irq_restore(were);
+            return WaitResult::ValueChanged;
+        }
+        let now = monotonic_ns();
+        if deadline_ns.is_some_and(|d| d <= now) {
+            drop(table);
+            irq_restore(were);
+            return WaitResult::TimedOut;
+        }
+        let Some(futexes) = table.as_mut() else {
+            drop(table);
+            irq_restore(were);
+            return WaitResult::Woken;
+        };
+        futexes.enqueue(addr, me.clone());
+        // Both locks are held until the task is marked blocked, so a waker
+        // (which needs the futex lock to find it) always sees it blocked.
+        let mut c = CORES[me.0.core].lock();
+        drop(table);
+        c.sched.tick(now, mark_timed_out);
+        let next = match deadline_ns {
+            Some(deadline) => match c.sched.sleep_current(now, deadline) {
+                Ok((key, next)) => {
+                    // SAFETY: the owning core's lock is held.
+                    let st = unsafe { &mut *me.state() };
+                    st.blocked = true;
+                    st.timer = Some(key);
+                    next
+                }
+                Err(_) => Next::Idle,
+            },
+            None => {
+                // SAFETY: the owning core's lock is held.
+                unsafe { (*me.state()).blocked = true };
+                c.sched.block_current(now)
+            }
+        };
+        switch_locked(c, next.task());
+        let result = if deadline_ns.is_some() {
+            // Still queued means nobody woke it: the timer did.
+            let mut table = FUTEXES.lock();
+            if table.as_mut().is_some_and(|f| f.cancel(addr, &me)) {
+                WaitResult::TimedOut
+            } else {
+                WaitResult::Woken
+            }
+        } else {
+            WaitResult::Woken
+        };
+        irq_restore(were);
+        result
+    }
+
+    fn wake(word: &AtomicU32, n: u32) -> u32 {
+        if STARTED.get().is_none() {
+            // No task has ever blocked.
+            return 0;
+        }
+        let addr = word as *const AtomicU32 as usize;
+        let were = irq_disable();
+        let mut table = FUTEXES.lock();
+        let woken = match table.as_mut() {
+            Some(f) => f.wake_u32(addr, n, &mut make_ready),
+            None => 0,
+        };
+        drop(table);
+        irq_restore(were);
+        woken
+    }
+
+    fn now_ns() -> u64 {
+        monotonic_ns()
+    }
+}
