@@ -10,6 +10,17 @@ const BOOT_FAILURE: i32 = 70;
 
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+static ACPI_RSDP: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC frequency in kHz, 0 when unknown.
+pub(crate) fn tsc_khz() -> u64 {
+    TSC_KHZ.load(Ordering::Relaxed)
+}
+
+/// The ACPI RSDP address the loader passed (0: unknown).
+pub(crate) fn acpi_rsdp_hint() -> u64 {
+    ACPI_RSDP.load(Ordering::Relaxed)
+}
 
 /// Microseconds since kernel entry, 0 when the TSC frequency is unknown.
 pub(crate) fn uptime_us() -> u64 {
@@ -103,6 +114,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         crate::console::platform_exit(BOOT_FAILURE)
     };
     crate::console::init(platform);
+    ACPI_RSDP.store(info.acpi_rsdp, Ordering::Relaxed);
     gdt::init();
     exception::init(exception::FatalHandler {
         report: report_exception,
@@ -130,6 +142,12 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
 
     if let Err(e) = crate::mem::init(info) {
         fail(format_args!("memory setup failed: bad memory map: {e}"));
+    }
+    #[cfg(feature = "smp")]
+    {
+        crate::smp::init(info, platform);
+        let online = crate::smp::start_aps(crate::smp::park);
+        log::info!("{online} CPUs online");
     }
     crate::env::init(info);
     log::info!(

@@ -24,7 +24,10 @@
 //! by `HERMIT_LOG_LEVEL`), builds its page tables and the frame allocator
 //! from the memory map, and starts the heap.
 //!
-//! Missing so far: threads and SMP, timers, files, networking (later issues).
+//! With feature `smp` it also starts the other CPUs at boot ([`smp`]); they
+//! park until the scheduler gives them work.
+//!
+//! Missing so far: threads, timers, files, networking (later issues).
 #![no_std]
 
 extern crate alloc;
@@ -36,6 +39,8 @@ mod linux;
 mod logger;
 mod mem;
 pub mod process;
+#[cfg(feature = "smp")]
+pub mod smp;
 
 /// Declares the application's entry point: `main` is a function with no
 /// arguments whose return type implements [`process::Termination`] (for

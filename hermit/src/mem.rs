@@ -58,6 +58,19 @@ pub(crate) fn is_ram(addr: u64, len: u64) -> bool {
             .is_some_and(|map| map.iter().any(|r| r.start <= addr && end <= r.end()))
 }
 
+/// Takes the lowest free page below `limit` out of the frame allocator for
+/// good (e.g. for the AP trampoline, which must lie below 1 MiB).
+#[cfg(feature = "smp")]
+pub(crate) fn reserve_low_page(limit: u64) -> Option<u64> {
+    let mut frames = FRAMES.lock();
+    let page = frames
+        .free_ranges()
+        .map(|r| r.start.0)
+        .find(|&start| start.checked_add(PAGE).is_some_and(|end| end <= limit))?;
+    frames.reserve(PhysAddr(page), PAGE).ok()?;
+    Some(page)
+}
+
 /// `count` contiguous frames aligned to `align`, or `None` when memory is exhausted.
 pub(crate) fn allocate_frames(count: usize, align: u64) -> Option<u64> {
     FRAMES

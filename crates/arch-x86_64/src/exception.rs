@@ -254,7 +254,7 @@ static IDT_LOADED: Once<()> = Once::new();
 
 /// Installs `handler` and loads an IDT that routes every CPU exception to
 /// it. Call once, on the boot CPU, after [`gdt::init`] (the IST stacks must
-/// be in place).
+/// be in place). Other CPUs use [`load`].
 pub fn init(handler: FatalHandler) {
     HANDLER.call_once(|| handler);
     IDT_LOADED.call_once(|| {
@@ -295,16 +295,29 @@ pub fn init(handler: FatalHandler) {
         for (vector, addr, ist) in on_ist {
             idt.0[vector] = Gate::new(addr, cs, Some(ist));
         }
-        let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new(&raw const *idt as u64),
-        };
-        // SAFETY: the table is static (it outlives the lock guard and is
-        // never written again), fully initialised, and its gates
-        // point to handlers with the matching (error code or not) ABI; the
-        // IST indices name stacks that `gdt::init` installed.
-        unsafe { x86_64::instructions::tables::lidt(&pointer) };
     });
+    load();
+}
+
+/// Loads the shared IDT on the running CPU. [`init`] does this on the boot
+/// CPU; application processors call it after `gdt::init_cpu` (their IST
+/// stacks must be in place). Does nothing before [`init`] ran. Boot-time,
+/// CPL 0.
+pub fn load() {
+    if IDT_LOADED.get().is_none() {
+        return;
+    }
+    let base = &raw const *IDT.lock() as u64;
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::new(base),
+    };
+    // SAFETY: the table is static (it outlives the lock guard), was fully
+    // written by `init` before `IDT_LOADED` was set and is never written
+    // again; its gates point to handlers with the matching (error code or
+    // not) ABI; the IST indices name stacks that `gdt::init_cpu` installed
+    // on every CPU.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
 }
 
 #[cfg(test)]
