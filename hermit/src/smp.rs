@@ -216,6 +216,10 @@ fn start_qemu(info: &BootInfo, main: ApMain) {
     };
     let bsp = gdt::initial_apic_id();
     let aps = acpi::application_processors(&cpus, bsp);
+    log::debug!(
+        "smp: RSDP at {rsdp:#x} (loader said {:#x}), MADT CPUs {cpus:?}, BSP APIC ID {bsp}",
+        info.acpi_rsdp
+    );
     CPU_COUNT.store(aps.len() + 1, Ordering::Relaxed);
     if aps.is_empty() {
         return;

@@ -388,6 +388,11 @@ pub unsafe fn power_off(rsdp: u64, handler: IdentityHandler) -> Result<(), Error
             acpi::sdt::Signature::FADT,
         )))?;
     let dsdt = tables.dsdt()?;
+    // The interpreter's API takes an `Arc`; it stays on this CPU.
+    #[allow(
+        clippy::arc_with_non_send_sync,
+        reason = "the acpi crate's Interpreter::new takes an Arc; single CPU use"
+    )]
     let registers = Arc::new(FixedRegisters::new(&fadt, handler)?);
     let interpreter = Interpreter::new(handler, dsdt.revision, registers, None);
     let header = size_of::<acpi::sdt::SdtHeader>();

@@ -174,9 +174,10 @@ pub fn init() {
         let base = unsafe { &raw const BSP_IST_STACKS[slot] } as u64;
         *top = base + IST_STACK_SIZE as u64;
     }
+    let tables = &raw mut BSP_TABLES;
     // SAFETY: `BSP_DONE` guarantees that this is the only reference to the
     // boot CPU's tables, and the static lives forever.
-    let tables = unsafe { &mut *&raw mut BSP_TABLES };
+    let tables = unsafe { &mut *tables };
     // SAFETY: boot CPU, CPL 0; the stacks are the static ones above.
     unsafe { init_cpu(tables, 0, initial_apic_id(), ist) };
 }

@@ -381,3 +381,43 @@ fn missing_image_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn without_debug_exit_the_kernel_powers_off() {
+    let Some(loader) = setup("without_debug_exit_the_kernel_powers_off") else {
+        return;
+    };
+    for kvm in accelerators() {
+        for (app, args, status) in [
+            ("hello", vec!["hello".to_string()], 0),
+            ("exit-status", vec!["exit-status".into(), "200".into()], 200),
+        ] {
+            let mut config = Config::new(loader.with_file_name(app), &loader);
+            config.kvm = kvm;
+            config.debug_exit = false;
+            config.args = args;
+            config.cmdline = "log=debug".into();
+            let started = std::time::Instant::now();
+            let (outcome, out, err) = run(&config);
+            // A figure, not an assertion: ACPI power-off runs the AML
+            // interpreter; a hang is caught by `run`'s time limit.
+            eprintln!(
+                "{app} without isa-debug-exit ({}): {:.0} ms",
+                outcome.accel,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            assert_eq!(
+                (outcome.status, outcome.abnormal.as_deref()),
+                (status, None),
+                "stdout {out:?} stderr {err:?} log {:?}",
+                String::from_utf8_lossy(&outcome.kernel_log)
+            );
+            if app == "hello" {
+                assert!(out.starts_with("Hello World!!!\n"), "{out:?}");
+            }
+            // microvm's DSDT says `Name (_S5, Package { 5, ... })`.
+            let log = String::from_utf8_lossy(&outcome.kernel_log);
+            assert!(log.contains("ACPI power-off: SLP_TYPa 5"), "{log}");
+        }
+    }
+}
