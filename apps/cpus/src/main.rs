@@ -1,6 +1,7 @@
 //! Prints `cpus online: N` and `cpus total: M`: how many CPUs the kernel
 //! started at boot (feature `smp`) and how many the machine has. Exits with
-//! status 1 if some CPU did not come online.
+//! status 1 if some CPU did not come online. Built with the kernel's
+//! `acpi-aml` feature too, so tests cover both ways of powering off.
 #![no_std]
 #![no_main]
 

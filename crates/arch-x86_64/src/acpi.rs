@@ -1,25 +1,30 @@
 //! ACPI on identity-mapped memory: finding the RSDP, the processors the MADT
-//! lists, and power-off (`\_S5` evaluated by the `acpi` crate's AML
-//! interpreter, then `SLP_TYP | SLP_EN` written to `PM1a_CNT`, or to the
-//! FADT's sleep control register on hardware-reduced ACPI such as QEMU's
-//! `microvm`).
+//! lists, and power-off: the `\_S5` sleep type, then `SLP_TYP | SLP_EN`
+//! written to `PM1a_CNT`, or to the FADT's sleep control register on
+//! hardware-reduced ACPI such as QEMU's `microvm`.
+//!
+//! `\_S5` comes from the `acpi` crate's AML interpreter with feature `aml`,
+//! otherwise from a scan of the DSDT for the usual encoding
+//! `Name (_S5, Package { ... })` ([`s5_from_aml`]). The interpreter handles
+//! any DSDT but adds about 210 KiB to every image, which the PVH loader then
+//! copies at boot (about 50 ms under the software KVM of the development
+//! machines); the scan needs no heap, so it also works after an
+//! out-of-memory panic.
 //!
 //! Tables are read in place through the boot identity map (no mapping work).
 //! Not here: events, GPEs, devices (`_CRS`), sleep states other than S5.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::str::FromStr;
 
+#[cfg(feature = "aml")]
+use acpi::Handle;
 use acpi::address::{AddressSpace, GenericAddress};
-use acpi::aml::namespace::AmlName;
-use acpi::aml::object::Object;
-use acpi::aml::{AmlError, Interpreter};
-use acpi::registers::FixedRegisters;
+#[cfg(feature = "aml")]
+use acpi::aml::{AmlError, object::Object};
 use acpi::sdt::fadt::Fadt;
 use acpi::sdt::madt::{Madt, MadtEntry};
-use acpi::{AcpiError, AcpiTables, Handle, PciAddress, PhysicalMapping};
+use acpi::{AcpiError, AcpiTables, PciAddress, PhysicalMapping};
 
 use crate::cpu::rdtsc;
 
@@ -40,6 +45,7 @@ pub enum Error {
     /// The tables are malformed or a table is missing.
     Tables(AcpiError),
     /// The AML interpreter failed.
+    #[cfg(feature = "aml")]
     Aml(AmlError),
     /// `\_S5` is not a package starting with an integer.
     BadS5,
@@ -54,6 +60,7 @@ impl core::fmt::Display for Error {
         match self {
             Self::NoRsdp => f.write_str("no ACPI RSDP found"),
             Self::Tables(e) => write!(f, "bad ACPI tables: {e:?}"),
+            #[cfg(feature = "aml")]
             Self::Aml(e) => write!(f, "AML evaluation failed: {e:?}"),
             Self::BadS5 => f.write_str("\\_S5 is not a package of sleep types"),
             Self::NoSleepRegister => f.write_str("no ACPI sleep control register"),
@@ -70,6 +77,7 @@ impl From<AcpiError> for Error {
     }
 }
 
+#[cfg(feature = "aml")]
 impl From<AmlError> for Error {
     fn from(e: AmlError) -> Self {
         Self::Aml(e)
@@ -227,14 +235,17 @@ impl acpi::Handler for IdentityHandler {
         self.delay_us(milliseconds.saturating_mul(1000));
     }
 
+    #[cfg(feature = "aml")]
     fn create_mutex(&self) -> Handle {
         Handle(0)
     }
 
+    #[cfg(feature = "aml")]
     fn acquire(&self, _mutex: Handle, _timeout: u16) -> Result<(), AmlError> {
         Ok(())
     }
 
+    #[cfg(feature = "aml")]
     fn release(&self, _mutex: Handle) {}
 }
 
@@ -358,6 +369,7 @@ fn write_gas(h: &IdentityHandler, gas: &GenericAddress, v: u64) -> Result<(), Er
 }
 
 /// `(SLP_TYPa, SLP_TYPb)` from the `\_S5` package.
+#[cfg(feature = "aml")]
 fn s5_sleep_types(s5: &Object) -> Result<(u8, u8), Error> {
     let Object::Package(items) = s5 else {
         return Err(Error::BadS5);
@@ -370,11 +382,94 @@ fn s5_sleep_types(s5: &Object) -> Result<(u8, u8), Error> {
     Ok((a, typ(1).unwrap_or(a)))
 }
 
+/// `(SLP_TYPa, SLP_TYPb)` by evaluating `\_S5` with the AML interpreter
+/// after loading the DSDT `aml`.
+#[cfg(feature = "aml")]
+fn s5_by_interpreter(
+    fadt: &Fadt,
+    handler: IdentityHandler,
+    revision: u8,
+    aml: &[u8],
+) -> Result<(u8, u8), Error> {
+    use acpi::aml::Interpreter;
+    use acpi::aml::namespace::AmlName;
+    use acpi::registers::FixedRegisters;
+    use alloc::sync::Arc;
+    use core::str::FromStr;
+
+    #[allow(
+        clippy::arc_with_non_send_sync,
+        reason = "the acpi crate's Interpreter::new takes an Arc; it stays on this CPU"
+    )]
+    let registers = Arc::new(FixedRegisters::new(fadt, handler)?);
+    let interpreter = Interpreter::new(handler, revision, registers, None);
+    interpreter.load_table(aml)?;
+    let s5 = interpreter.evaluate(AmlName::from_str("\\_S5")?, Vec::new())?;
+    s5_sleep_types(&s5)
+}
+
+/// Decodes one AML integer constant at the start of `b` (`Zero`, `One`,
+/// `Ones`, or a byte/word/dword constant): its value and length.
+fn aml_integer(b: &[u8]) -> Option<(u64, usize)> {
+    let le = |n: usize| -> Option<u64> {
+        let bytes = b.get(1..1 + n)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |v, &x| (v << 8) | u64::from(x)),
+        )
+    };
+    match *b.first()? {
+        0x00 => Some((0, 1)),
+        0x01 => Some((1, 1)),
+        0xff => Some((u64::MAX, 1)),
+        0x0a => Some((le(1)?, 2)),
+        0x0b => Some((le(2)?, 3)),
+        0x0c => Some((le(4)?, 5)),
+        _ => None,
+    }
+}
+
+/// `(SLP_TYPa, SLP_TYPb)` from AML bytecode that declares `\_S5` the usual
+/// way, `Name (_S5, Package (N) { typ_a, typ_b, ... })` with constant
+/// elements; `None` if it is not there in that form (e.g. a method).
+pub fn s5_from_aml(aml: &[u8]) -> Option<(u8, u8)> {
+    aml.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"_S5_")
+        .find_map(|(at, _)| s5_name_at(aml, at))
+}
+
+/// The sleep types if the `_S5_` at `at` is a `Name` of a package.
+fn s5_name_at(aml: &[u8], at: usize) -> Option<(u8, u8)> {
+    // NameOp, optionally with a root prefix before the name.
+    let name_op = match at.checked_sub(1).map(|i| aml[i])? {
+        b'\\' => aml[at.checked_sub(2)?],
+        op => op,
+    };
+    if name_op != 0x08 {
+        return None;
+    }
+    let rest = aml.get(at + 4..)?;
+    if *rest.first()? != 0x12 {
+        return None;
+    }
+    // PkgLength: bits 7-6 of the lead byte count the bytes that follow.
+    let pkg_len_bytes = 1 + usize::from(rest.get(1)? >> 6);
+    let mut pos = 1 + pkg_len_bytes + 1; // PackageOp, PkgLength, NumElements
+    let (a, len) = aml_integer(rest.get(pos..)?)?;
+    pos += len;
+    let b = aml_integer(rest.get(pos..)?).map_or(a, |(b, _)| b);
+    Some(((a & 7) as u8, (b & 7) as u8))
+}
+
 /// Turns the machine off through ACPI (S5). Returns only on failure, or if
 /// the platform ignored the request.
 ///
-/// Costly: it runs the AML interpreter over the DSDT (heap allocations,
-/// thousands of instructions), so it is meant for the very end.
+/// With feature `aml` it runs the AML interpreter over the DSDT (heap
+/// allocations, many thousands of instructions), so it is meant for the
+/// very end.
 ///
 /// # Safety
 /// `rsdp` must come from [`find_rsdp`]; the tables and the registers they
@@ -388,24 +483,20 @@ pub unsafe fn power_off(rsdp: u64, handler: IdentityHandler) -> Result<(), Error
             acpi::sdt::Signature::FADT,
         )))?;
     let dsdt = tables.dsdt()?;
-    // The interpreter's API takes an `Arc`; it stays on this CPU.
-    #[allow(
-        clippy::arc_with_non_send_sync,
-        reason = "the acpi crate's Interpreter::new takes an Arc; single CPU use"
-    )]
-    let registers = Arc::new(FixedRegisters::new(&fadt, handler)?);
-    let interpreter = Interpreter::new(handler, dsdt.revision, registers, None);
     let header = size_of::<acpi::sdt::SdtHeader>();
     let len = (dsdt.length as usize).saturating_sub(header);
     // SAFETY: the DSDT lies in identity-mapped firmware memory; its length
     // comes from its header.
     let aml =
         unsafe { core::slice::from_raw_parts((dsdt.phys_address + header) as *const u8, len) };
-    interpreter.load_table(aml)?;
-    let name = AmlName::from_str("\\_S5")?;
-    let s5 = interpreter.evaluate(name, Vec::new())?;
-    let (typ_a, typ_b) = s5_sleep_types(&s5)?;
-    log::debug!("ACPI power-off: SLP_TYPa {typ_a}, SLP_TYPb {typ_b}");
+    #[cfg(feature = "aml")]
+    let ((typ_a, typ_b), how) = (
+        s5_by_interpreter(&fadt, handler, dsdt.revision, aml)?,
+        "AML interpreter",
+    );
+    #[cfg(not(feature = "aml"))]
+    let ((typ_a, typ_b), how) = (s5_from_aml(aml).ok_or(Error::BadS5)?, "DSDT scan");
+    log::debug!("ACPI power-off: SLP_TYPa {typ_a}, SLP_TYPb {typ_b} ({how})");
 
     let pm1a = fadt.pm1a_control_block()?;
     if { fadt.flags }.system_is_hw_reduced_acpi() || pm1a.address == 0 {
@@ -493,6 +584,48 @@ mod tests {
     }
 
     #[test]
+    fn s5_is_found_by_scanning_aml() {
+        // QEMU microvm: Name (_S5, Package (0x04) { 0x05, Zero, Zero, Zero })
+        // inside a scope, after other objects.
+        let mut aml = vec![
+            0x10, 0x40, 0x05, b'\\', 0x08, b'X', b'_', b'S', b'4', b'_', 0x01,
+        ];
+        aml.extend_from_slice(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0a, 0x05]);
+        aml.extend_from_slice(&[0x00, 0x00, 0x00]);
+        assert_eq!(s5_from_aml(&aml), Some((5, 0)));
+        // Root prefix, two-byte PkgLength, word constants, One.
+        let aml = [
+            0x08, b'\\', b'_', b'S', b'5', b'_', 0x12, 0x40, 0x01, 0x02, 0x0b, 0x07, 0x00, 0x01,
+        ];
+        assert_eq!(s5_from_aml(&aml), Some((7, 1)));
+        // A single element: SLP_TYPb = SLP_TYPa.
+        let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01, 0x0a, 0x03];
+        assert_eq!(s5_from_aml(&aml), Some((3, 3)));
+        // A reference before the declaration is skipped.
+        let aml = [
+            0x70, b'_', b'S', b'5', b'_', 0x60, 0x08, b'_', b'S', b'5', b'_', 0x12, 0x03, 0x01,
+            0x0a, 0x02,
+        ];
+        assert_eq!(s5_from_aml(&aml), Some((2, 2)));
+        // A method named _S5_, a missing package, truncation: not found.
+        assert_eq!(
+            s5_from_aml(&[0x14, 0x08, b'_', b'S', b'5', b'_', 0x00]),
+            None
+        );
+        assert_eq!(
+            s5_from_aml(&[0x08, b'_', b'S', b'5', b'_', 0x0a, 0x05]),
+            None
+        );
+        assert_eq!(
+            s5_from_aml(&[0x08, b'_', b'S', b'5', b'_', 0x12, 0x03]),
+            None
+        );
+        assert_eq!(s5_from_aml(b"_S5_"), None);
+        assert_eq!(s5_from_aml(&[]), None);
+    }
+
+    #[test]
+    #[cfg(feature = "aml")]
     fn s5_package_is_decoded() {
         let pkg = Object::Package(vec![
             Object::Integer(5).wrap(),
