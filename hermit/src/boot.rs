@@ -1,10 +1,24 @@
 //! The kernel entry point and the boot sequence.
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use arch_x86_64::{cpu, exception, gdt};
 use hermit_interface::{BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, Platform};
 
 /// Exit status when the kernel cannot start the application.
 const BOOT_FAILURE: i32 = 70;
+
+static ACPI_RSDP: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC frequency in kHz (see [`crate::time`]).
+pub(crate) fn tsc_khz() -> u64 {
+    crate::time::tsc_khz()
+}
+
+/// The ACPI RSDP address the loader passed (0: unknown).
+pub(crate) fn acpi_rsdp_hint() -> u64 {
+    ACPI_RSDP.load(Ordering::Relaxed)
+}
 
 /// Microseconds since kernel entry, 0 before the clock starts.
 pub(crate) fn uptime_us() -> u64 {
@@ -93,6 +107,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         crate::console::platform_exit(BOOT_FAILURE)
     };
     crate::console::init(platform);
+    ACPI_RSDP.store(info.acpi_rsdp, Ordering::Relaxed);
     gdt::init();
     exception::init(exception::FatalHandler {
         report: report_exception,
@@ -110,6 +125,12 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
 
     if let Err(e) = crate::mem::init(info) {
         fail(format_args!("memory setup failed: bad memory map: {e}"));
+    }
+    #[cfg(feature = "smp")]
+    {
+        crate::smp::init(info, platform);
+        let online = crate::smp::start_aps(crate::sched::ap_main);
+        log::info!("{online} CPUs online");
     }
     crate::env::init(info);
     log::info!(

@@ -147,7 +147,34 @@ pub(crate) fn platform_exit(status: i32) -> ! {
     log.write(format_i32(status, &mut digits));
     log.write(b"\n");
     arch_x86_64::io::qemu_debug_exit(qemu::DEBUG_EXIT_PORT, (status as u32) & 0x7f);
+    // Still here: QEMU runs without isa-debug-exit; the host takes the status
+    // from the exit record written above.
+    acpi_power_off();
     arch_x86_64::cpu::halt_forever()
+}
+
+/// Turns the VM off through ACPI, once; a second attempt (e.g. after a
+/// fault inside the first) only halts. Runs the AML interpreter, which
+/// allocates, so it comes after every cheaper way out.
+fn acpi_power_off() {
+    static TRIED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if TRIED.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    use arch_x86_64::acpi;
+    // SAFETY: the boot identity map covers the low 1 MiB (entry contract).
+    let Some(rsdp) = (unsafe { acpi::find_rsdp(crate::boot::acpi_rsdp_hint()) }) else {
+        log::warn!("power-off: no ACPI tables");
+        return;
+    };
+    let handler = acpi::IdentityHandler {
+        tsc_khz: crate::boot::tsc_khz(),
+    };
+    // SAFETY: `rsdp` was found above; the tables and the sleep registers
+    // they name lie below 4 GiB, in the identity map. The VM ends here.
+    if let Err(e) = unsafe { acpi::power_off(rsdp, handler) } {
+        log::warn!("ACPI power-off failed: {e}");
+    }
 }
 
 /// Formats `v` in decimal without allocating.

@@ -24,8 +24,12 @@
 //! by `HERMIT_LOG_LEVEL`), builds its page tables and the frame allocator
 //! from the memory map, and starts the heap.
 //!
-//! Missing so far: threads and SMP, timers, files, networking (later issues).
+//! With feature `smp` it also starts the other CPUs at boot ([`smp`]); they
+//! park until the scheduler gives them work.
+//!
+//! Missing so far: threads, timers, files, networking (later issues).
 #![no_std]
+#![feature(abi_x86_interrupt)]
 
 extern crate alloc;
 
@@ -38,6 +42,8 @@ mod mem;
 pub mod process;
 mod sched;
 pub use mem::heap_in_use;
+#[cfg(feature = "smp")]
+pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;

@@ -58,6 +58,19 @@ pub(crate) fn is_ram(addr: u64, len: u64) -> bool {
             .is_some_and(|map| map.iter().any(|r| r.start <= addr && end <= r.end()))
 }
 
+/// Takes the lowest free page below `limit` out of the frame allocator for
+/// good (e.g. for the AP trampoline, which must lie below 1 MiB).
+#[cfg(feature = "smp")]
+pub(crate) fn reserve_low_page(limit: u64) -> Option<u64> {
+    let mut frames = FRAMES.lock();
+    let page = frames
+        .free_ranges()
+        .map(|r| r.start.0)
+        .find(|&start| start.checked_add(PAGE).is_some_and(|end| end <= limit))?;
+    frames.reserve(PhysAddr(page), PAGE).ok()?;
+    Some(page)
+}
+
 /// `count` contiguous frames aligned to `align`, or `None` when memory is exhausted.
 pub(crate) fn allocate_frames(count: usize, align: u64) -> Option<u64> {
     FRAMES
@@ -108,7 +121,11 @@ unsafe impl Source for FrameHeap {
 static TALC: talc::TalcLock<spinning_top::RawSpinlock, FrameHeap> =
     talc::TalcLock::new(FrameHeap { end: 0 });
 
-/// The kernel heap: `talc`, plus a count of the bytes handed out.
+/// The kernel heap: `talc`, plus a count of the bytes handed out. Interrupts
+/// are off while talc's lock is held: the timer may switch tasks, and a
+/// task switched away while holding the heap lock would make every other
+/// allocation on its core spin, including those made with interrupts off
+/// (freeing an exited task's stack), which would never end.
 struct Heap {
     in_use: core::sync::atomic::AtomicUsize,
 }
@@ -122,6 +139,7 @@ static HEAP: Heap = Heap {
 // correct `GlobalAlloc`; the counter has no effect on the memory returned.
 unsafe impl core::alloc::GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { TALC.alloc(layout) };
         if !p.is_null() {
@@ -134,11 +152,13 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.in_use
             .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
+        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
         unsafe { TALC.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
         let p = unsafe { TALC.realloc(ptr, layout, new_size) };
         if !p.is_null() {
@@ -148,6 +168,25 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
                 .fetch_add(new_size, core::sync::atomic::Ordering::Relaxed);
         }
         p
+    }
+}
+
+/// Disables interrupts until dropped, then restores the previous state.
+struct NoInterrupts(bool);
+
+impl NoInterrupts {
+    fn new() -> Self {
+        let enabled = x86_64::instructions::interrupts::are_enabled();
+        x86_64::instructions::interrupts::disable();
+        Self(enabled)
+    }
+}
+
+impl Drop for NoInterrupts {
+    fn drop(&mut self) {
+        if self.0 {
+            x86_64::instructions::interrupts::enable();
+        }
     }
 }
 

@@ -89,6 +89,8 @@ struct Core {
     /// A task that exited on this core; its stack is freed by the next task
     /// that runs here (it cannot free the stack it stands on).
     zombie: Option<TaskRef>,
+    /// When the timer is armed to fire (monotonic ns).
+    armed: Option<u64>,
 }
 
 impl Core {
@@ -98,6 +100,7 @@ impl Core {
             running: None,
             idle: None,
             zombie: None,
+            armed: None,
         }
     }
 }
@@ -127,7 +130,103 @@ static LIVE_TASKS: AtomicUsize = AtomicUsize::new(0);
 
 /// The index of the CPU running this code.
 fn this_core() -> usize {
-    0
+    arch_x86_64::gdt::this_cpu() as usize
+}
+
+/// Vector of the local APIC timer (TSC-deadline mode).
+const TIMER_VECTOR: u8 = 0x20;
+/// Vector of the wake-up IPI another core sends when it made work here.
+const WAKEUP_VECTOR: u8 = 0x21;
+/// Spurious-interrupt vector (no EOI).
+const SPURIOUS_VECTOR: u8 = 0xff;
+
+/// Each core's local APIC ID, for IPIs (index: core).
+static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Whether the timer works (TSC-deadline APIC timer present).
+static HAVE_TIMER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn local_apic() -> arch_x86_64::apic::LocalApic {
+    // SAFETY: every supported platform (uhyve, QEMU microvm) gives each CPU a
+    // local APIC in xAPIC mode at the architectural address, identity-mapped.
+    unsafe { arch_x86_64::apic::LocalApic::new() }
+}
+
+/// Enables this core's local APIC with the scheduler's vectors.
+fn init_interrupts(core: usize) {
+    static GATES: spin::Once<()> = spin::Once::new();
+    GATES.call_once(|| {
+        arch_x86_64::exception::set_interrupt_handler(TIMER_VECTOR, timer_interrupt);
+        arch_x86_64::exception::set_interrupt_handler(WAKEUP_VECTOR, wakeup_interrupt);
+        arch_x86_64::exception::set_interrupt_handler(SPURIOUS_VECTOR, spurious_interrupt);
+        HAVE_TIMER.store(arch_x86_64::apic::has_tsc_deadline(), Ordering::Relaxed);
+        if !HAVE_TIMER.load(Ordering::Relaxed) {
+            log::warn!("no TSC-deadline timer: no preemption, sleeping cores poll");
+        }
+    });
+    let apic = local_apic();
+    apic.enable(SPURIOUS_VECTOR);
+    APIC_IDS[core].store(apic.id(), Ordering::Relaxed);
+    if HAVE_TIMER.load(Ordering::Relaxed) {
+        apic.set_tsc_deadline_mode(TIMER_VECTOR);
+    }
+}
+
+/// Programs this core's timer for the scheduler's next event, if it is
+/// earlier than what is armed. Core lock held, interrupts off.
+fn rearm(c: &mut Core, now: u64) {
+    if !HAVE_TIMER.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(at) = c.sched.next_event(now)
+        && c.armed.is_none_or(|armed| at < armed)
+    {
+        c.armed = Some(at);
+        arch_x86_64::apic::arm_tsc_deadline(crate::time::tsc_at(at.max(now)).max(1));
+    }
+}
+
+extern "x86-interrupt" fn timer_interrupt(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    local_apic().eoi();
+    let mut c = CORES[this_core()].lock();
+    c.armed = None;
+    let now = monotonic_ns();
+    let tick = c.sched.tick(now, mark_timed_out);
+    let next = if tick.preempt {
+        c.sched.preempt(now)
+    } else {
+        None
+    };
+    rearm(&mut c, now);
+    match next {
+        // The interrupted task resumes here later and returns through
+        // `iretq`; `switch` keeps its FPU state.
+        Some(next) => switch_locked(c, Some(next)),
+        None => drop(c),
+    }
+}
+
+extern "x86-interrupt" fn wakeup_interrupt(_frame: x86_64::structures::idt::InterruptStackFrame) {
+    local_apic().eoi();
+    let mut c = CORES[this_core()].lock();
+    let now = monotonic_ns();
+    let next = c.sched.preempt(now);
+    rearm(&mut c, now);
+    match next {
+        Some(next) => switch_locked(c, Some(next)),
+        None => drop(c),
+    }
+}
+
+extern "x86-interrupt" fn spurious_interrupt(_frame: x86_64::structures::idt::InterruptStackFrame) {
+}
+
+/// After making a task ready on `core` (whose lock the caller just
+/// released): if that is another core and the task should run there now,
+/// interrupt it.
+fn kick(core: usize, preempt: bool) {
+    if preempt && core != this_core() {
+        local_apic().send_fixed(APIC_IDS[core].load(Ordering::Relaxed), WAKEUP_VECTOR);
+    }
 }
 
 /// Errors of [`spawn`].
@@ -196,10 +295,30 @@ fn ensure_started() {
     });
 }
 
+/// Entry of an application processor (for `smp::start_aps`): the code
+/// running on the AP's boot stack becomes its idle loop.
+#[cfg(feature = "smp")]
+pub(crate) extern "C" fn ap_main(cpu: u32) -> ! {
+    let core = cpu as usize;
+    if core >= MAX_CPUS {
+        arch_x86_64::cpu::halt_forever();
+    }
+    irq_disable();
+    init_interrupts(core);
+    let idle = new_task(Priority::IDLE, core, None, 0);
+    let mut c = CORES[core].lock();
+    c.idle = Some(idle.clone());
+    c.running = Some(idle);
+    drop(c);
+    CORES_ONLINE.fetch_add(1, Ordering::Release);
+    idle_loop(core)
+}
+
 /// Registers the running code as core `core`'s first task (if `boot_task`)
 /// and creates its idle task.
 fn init_core(core: usize, boot_task: bool) {
     let were = irq_disable();
+    init_interrupts(core);
     let idle = match alloc_stack(IDLE_STACK) {
         Ok((stack, top)) => {
             // SAFETY: the stack is fresh, 16-byte aligned at its top and owned
@@ -231,15 +350,21 @@ fn init_core(core: usize, boot_task: bool) {
     }
     drop(c);
     CORES_ONLINE.fetch_add(1, Ordering::Release);
-    irq_restore(were);
+    // The boot code ran with interrupts off (entry contract); from now on
+    // the timer may preempt it.
+    let _ = were;
+    irq_restore(true);
 }
 
 /// The running task.
 fn current() -> TaskRef {
     ensure_started();
-    let c = CORES[this_core()].lock();
-    match &c.running {
-        Some(t) => t.clone(),
+    // Interrupts off: the timer handler takes this lock too.
+    let were = irq_disable();
+    let running = CORES[this_core()].lock().running.clone();
+    irq_restore(were);
+    match running {
+        Some(t) => t,
         None => crate::boot::fail(format_args!("scheduler used before init")),
     }
 }
@@ -257,6 +382,8 @@ fn switch_locked(mut core: MutexGuard<'_, Core>, next: Option<TaskRef>) {
     if prev == target {
         return;
     }
+    let now = monotonic_ns();
+    rearm(&mut core, now);
     let from = prev.0.rsp.get();
     // SAFETY: `target` is not running (it was ready or idle on this core,
     // and only this core runs it), so its saved stack pointer is stable.
@@ -307,7 +434,10 @@ pub(crate) fn exit_current() -> ! {
 /// otherwise halts until an interrupt.
 extern "C" fn idle_entry(core: u64) -> ! {
     after_switch();
-    let core = core as usize;
+    idle_loop(core as usize)
+}
+
+fn idle_loop(core: usize) -> ! {
     loop {
         irq_disable();
         let mut c = CORES[core].lock();
@@ -317,7 +447,8 @@ extern "C" fn idle_entry(core: u64) -> ! {
             switch_locked(c, Some(next));
             continue;
         }
-        let waiting = c.sched.next_event(now).is_some();
+        rearm(&mut c, now);
+        let waiting = c.sched.next_event(now).is_some() && !HAVE_TIMER.load(Ordering::Relaxed);
         drop(c);
         if waiting {
             // No timer interrupt yet: poll until a sleeper is due.
@@ -361,7 +492,13 @@ pub(crate) fn spawn(
     let task = new_task(prio, core, Some(stack), rsp);
     let id = task.0.id;
     let were = irq_disable();
-    let preempt = CORES[core].lock().sched.add_ready(task, prio);
+    let mut c = CORES[core].lock();
+    let preempt = c.sched.add_ready(task, prio);
+    if core == this_core() {
+        rearm(&mut c, monotonic_ns());
+    }
+    drop(c);
+    kick(core, preempt);
     irq_restore(were);
     if preempt && core == this_core() {
         yield_now();
@@ -426,14 +563,16 @@ fn make_ready(t: TaskRef) {
     }
     st.blocked = false;
     let prio = t.0.prio;
-    match st.timer.take() {
-        Some(key) => {
-            c.sched.wake_sleeper(key);
-        }
-        None => {
-            c.sched.add_ready(t, prio);
-        }
+    let core = t.0.core;
+    let preempt = match st.timer.take() {
+        Some(key) => c.sched.wake_sleeper(key).unwrap_or(false),
+        None => c.sched.add_ready(t, prio),
+    };
+    if core == this_core() {
+        rearm(&mut c, monotonic_ns());
     }
+    drop(c);
+    kick(core, preempt);
 }
 
 /// The kernel's futex: [`sched::sync`] primitives block through it.

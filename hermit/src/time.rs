@@ -256,6 +256,11 @@ pub fn frequency_source() -> Option<FrequencySource> {
         .copied()
 }
 
+/// The TSC value at monotonic time `ns` (for TSC-deadline timers).
+pub(crate) fn tsc_at(ns: u64) -> u64 {
+    BOOT_TSC.load(Relaxed).saturating_add(ns_to_tsc_ticks(ns))
+}
+
 /// TSC ticks in `ns` nanoseconds (saturating), e.g. to compute a TSC
 /// deadline: `rdtsc() + ns_to_tsc_ticks(ns)`.
 #[inline]

@@ -10,7 +10,21 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Guest applications the tests use.
-pub const APPS: &[&str] = &["hello", "panic", "exit-status", "heap-check", "clock"];
+pub const APPS: &[&str] = &[
+    "hello",
+    "panic",
+    "exit-status",
+    "heap-check",
+    "clock",
+    "threads",
+    "cpus",
+    "thr_hello",
+];
+
+/// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
+/// features of a package across everything one command builds, so these
+/// are built by a command of their own; otherwise every app would get them.
+pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello"];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -52,7 +66,7 @@ pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
+        let mut cmd = Command::new(&cargo);
         cmd.current_dir(workspace()).args([
             "build",
             "--release",
@@ -63,15 +77,24 @@ pub fn built() -> &'static Built {
             "-p",
             "pvh-loader",
         ]);
-        for app in APPS {
+        for app in APPS.iter().filter(|a| !FEATURE_APPS.contains(a)) {
             cmd.args(["-p", app]);
         }
-        let out = cmd.output().expect("cannot run cargo");
-        assert!(
-            out.status.success(),
-            "building the guest apps and tools failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut commands = vec![cmd];
+        for app in FEATURE_APPS {
+            let mut cmd = Command::new(&cargo);
+            cmd.current_dir(workspace())
+                .args(["build", "--release", "-p", app]);
+            commands.push(cmd);
+        }
+        for mut cmd in commands {
+            let out = cmd.output().expect("cannot run cargo");
+            assert!(
+                out.status.success(),
+                "building the guest apps and tools failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let target = target_dir();
         Built {
             proxy: target.join("release/proxy"),

@@ -1,6 +1,6 @@
 //! CPU feature setup and small CPU primitives.
 
-use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr3, Cr4, Cr4Flags};
 
 /// Enables the x87 FPU and SSE so that applications (and Rust code compiled
 /// for SSE targets) can use floating point: clears `CR0.EM`, sets `CR0.MP`
@@ -48,6 +48,12 @@ pub fn tsc_khz_from_cpuid() -> Option<u64> {
         }
     }
     None
+}
+
+/// The physical address of the active top-level page table (`CR3` without
+/// its flag bits). Needs CPL 0.
+pub fn page_table_root() -> u64 {
+    Cr3::read().0.start_address().as_u64()
 }
 
 /// Halts the CPU forever with interrupts disabled.

@@ -242,19 +242,30 @@ impl Gate {
     }
 }
 
-/// Only the 32 exception vectors: a full 256-entry table is 4 KiB that would
-/// have to be written at boot, and on a software-virtualised CPU every guest
-/// instruction counts. Vectors past the limit raise #GP, which is reported.
-/// External interrupts extend the table when they arrive (scheduler issue).
+/// All 256 vectors. The table is zero-initialised static memory, so the
+/// missing gates cost nothing at boot; only the exception gates are written
+/// by [`init`], interrupt gates by [`set_interrupt_handler`] when the kernel
+/// first needs them. A missing gate raises #GP, which is reported.
 #[repr(C, align(16))]
-struct Idt([Gate; 32]);
+struct Idt([Gate; 256]);
 
-static IDT: spin::Mutex<Idt> = spin::Mutex::new(Idt([Gate::MISSING; 32]));
+static IDT: spin::Mutex<Idt> = spin::Mutex::new(Idt([Gate::MISSING; 256]));
+
+/// Routes external interrupt `vector` (32-255) to `handler` on every CPU
+/// (the IDT is shared). The handler runs with interrupts disabled.
+pub fn set_interrupt_handler(vector: u8, handler: extern "x86-interrupt" fn(InterruptStackFrame)) {
+    if vector < 32 {
+        return;
+    }
+    use x86_64::instructions::segmentation::{CS, Segment};
+    let cs = CS::get_reg().0;
+    IDT.lock().0[usize::from(vector)] = Gate::new(handler as *const () as u64, cs, None);
+}
 static IDT_LOADED: Once<()> = Once::new();
 
 /// Installs `handler` and loads an IDT that routes every CPU exception to
 /// it. Call once, on the boot CPU, after [`gdt::init`] (the IST stacks must
-/// be in place).
+/// be in place). Other CPUs use [`load`].
 pub fn init(handler: FatalHandler) {
     HANDLER.call_once(|| handler);
     IDT_LOADED.call_once(|| {
@@ -295,16 +306,29 @@ pub fn init(handler: FatalHandler) {
         for (vector, addr, ist) in on_ist {
             idt.0[vector] = Gate::new(addr, cs, Some(ist));
         }
-        let pointer = x86_64::structures::DescriptorTablePointer {
-            limit: (core::mem::size_of::<Idt>() - 1) as u16,
-            base: x86_64::VirtAddr::new(&raw const *idt as u64),
-        };
-        // SAFETY: the table is static (it outlives the lock guard and is
-        // never written again), fully initialised, and its gates
-        // point to handlers with the matching (error code or not) ABI; the
-        // IST indices name stacks that `gdt::init` installed.
-        unsafe { x86_64::instructions::tables::lidt(&pointer) };
     });
+    load();
+}
+
+/// Loads the shared IDT on the running CPU. [`init`] does this on the boot
+/// CPU; application processors call it after `gdt::init_cpu` (their IST
+/// stacks must be in place). Does nothing before [`init`] ran. Boot-time,
+/// CPL 0.
+pub fn load() {
+    if IDT_LOADED.get().is_none() {
+        return;
+    }
+    let base = &raw const *IDT.lock() as u64;
+    let pointer = x86_64::structures::DescriptorTablePointer {
+        limit: (core::mem::size_of::<Idt>() - 1) as u16,
+        base: x86_64::VirtAddr::new(base),
+    };
+    // SAFETY: the table is static (it outlives the lock guard), was fully
+    // written by `init` before `IDT_LOADED` was set and is never written
+    // again; its gates point to handlers with the matching (error code or
+    // not) ABI; the IST indices name stacks that `gdt::init_cpu` installed
+    // on every CPU.
+    unsafe { x86_64::instructions::tables::lidt(&pointer) };
 }
 
 #[cfg(test)]

@@ -7,13 +7,21 @@
 //! file systems) lives in other crates and reaches hardware through traits
 //! that this crate implements.
 //!
+//! It also has the pieces for SMP and power management: a per-CPU GDT/TSS
+//! with a `GS`-based per-CPU block, an xAPIC driver (IPIs, timer), the
+//! real-mode trampoline that starts application processors, and ACPI table
+//! access (MADT, power-off through `\_S5`).
+//!
 //! It is not a kernel: it has no notion of platforms, consoles or processes;
-//! the `hermit` crate composes it. Missing so far: per-CPU GDT/TSS for SMP,
-//! the local APIC and timer, and context switching (they arrive with the
-//! scheduler).
+//! the `hermit` crate composes it. Missing so far: the I/O APIC, interrupt
+//! routing and context switching (they arrive with the scheduler).
 #![cfg_attr(not(test), no_std)]
 #![feature(abi_x86_interrupt)]
 
+extern crate alloc;
+
+pub mod acpi;
+pub mod apic;
 pub mod context;
 pub mod cpu;
 pub mod exception;
@@ -21,3 +29,4 @@ pub mod gdt;
 pub mod io;
 pub mod paging;
 pub mod time;
+pub mod trampoline;

@@ -44,7 +44,7 @@
 /// `BootInfo::magic`: "HRMTBOOT" in little-endian byte order.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"HRMTBOOT");
 /// `BootInfo::version`; bumped on every incompatible layout change.
-pub const BOOT_INFO_VERSION: u32 = 1;
+pub const BOOT_INFO_VERSION: u32 = 2;
 /// Maximum number of entries in [`BootInfo::memory`].
 pub const MAX_MEMORY_REGIONS: usize = 32;
 /// Minimum size of the boot stack the loader provides.
@@ -181,6 +181,10 @@ pub struct BootInfo {
     pub env: StringList,
     /// The physical memory map, sorted by address, non-overlapping.
     pub memory: [MemoryRegion; MAX_MEMORY_REGIONS],
+    /// Guest-physical address of the ACPI RSDP, 0 if the loader does not
+    /// know it (uhyve has no ACPI; under QEMU the kernel then searches the
+    /// BIOS area itself).
+    pub acpi_rsdp: u64,
 }
 
 impl BootInfo {
@@ -419,7 +423,12 @@ mod tests {
         assert_eq!(core::mem::size_of::<LogRing>(), 24);
         assert_eq!(
             core::mem::size_of::<BootInfo>(),
-            8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS
+            8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS + 8
+        );
+        // Appended in version 2, so that earlier offsets stay put.
+        assert_eq!(
+            core::mem::offset_of!(BootInfo, acpi_rsdp),
+            core::mem::size_of::<BootInfo>() - 8
         );
     }
 
@@ -440,6 +449,7 @@ mod tests {
             args: StringList::default(),
             env: StringList::default(),
             memory: [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS],
+            acpi_rsdp: 0,
         };
         assert_eq!(info.memory_regions().len(), MAX_MEMORY_REGIONS);
         info.memory_count = 2;

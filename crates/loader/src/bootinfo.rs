@@ -30,6 +30,8 @@ pub struct BootParams<'a> {
     /// The memory map (at most [`MAX_MEMORY_REGIONS`] entries), e.g. from
     /// [`build_memory_map`](crate::build_memory_map).
     pub memory: &'a [MemoryRegion],
+    /// Guest-physical address of the ACPI RSDP, 0 if unknown.
+    pub acpi_rsdp: u64,
 }
 
 /// Where [`write_boot_info`] put things.
@@ -125,6 +127,7 @@ where
         args,
         env,
         memory,
+        acpi_rsdp: params.acpi_rsdp,
     };
     let header = sub_mut(dest, dest_phys, at, BOOT_INFO_SIZE as u64, Item::BootInfo)?;
     header.copy_from_slice(&encode_boot_info(&info));
@@ -254,6 +257,10 @@ pub fn encode_boot_info(info: &BootInfo) -> [u8; BOOT_INFO_SIZE] {
             &r._reserved.to_le_bytes(),
         );
     }
+    put(
+        offset_of!(BootInfo, acpi_rsdp),
+        &info.acpi_rsdp.to_le_bytes(),
+    );
     out
 }
 
@@ -281,6 +288,7 @@ pub fn decode_boot_info(bytes: &[u8; BOOT_INFO_SIZE]) -> BootInfo {
             _reserved: u32_at(at + offset_of!(MemoryRegion, _reserved)),
         };
     }
+    let acpi_rsdp = u64_at(offset_of!(BootInfo, acpi_rsdp));
     BootInfo {
         magic: u64_at(offset_of!(BootInfo, magic)),
         version: u32_at(offset_of!(BootInfo, version)),
@@ -301,6 +309,7 @@ pub fn decode_boot_info(bytes: &[u8; BOOT_INFO_SIZE]) -> BootInfo {
         args: list_at(offset_of!(BootInfo, args)),
         env: list_at(offset_of!(BootInfo, env)),
         memory,
+        acpi_rsdp,
     }
 }
 
@@ -341,6 +350,7 @@ mod tests {
             boot_time_ns: 1_700_000_000_000_000_000,
             image,
             memory,
+            acpi_rsdp: 0xf_5a40,
         }
     }
 
@@ -391,6 +401,7 @@ mod tests {
         assert_eq!(info.tls, img.tls);
         assert_eq!(info.memory_regions(), memory);
         assert_eq!(info.memory[1], MemoryRegion::EMPTY);
+        assert_eq!(info.acpi_rsdp, 0xf_5a40);
         assert_eq!(read(&mem, info.cmdline), b"log=debug");
         assert_eq!(info.args.count, 3);
         assert_eq!(read(&mem, info.args.bytes), b"hello\0a b\0\0");

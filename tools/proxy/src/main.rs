@@ -88,6 +88,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 cmdline: config.cmdline(),
                 kvm: config.kvm,
                 debug: config.debug,
+                debug_exit: true,
                 qemu: None,
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;

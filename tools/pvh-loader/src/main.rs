@@ -12,8 +12,8 @@
 //! GDT, boot info with copies of the strings, boot stack) is one block at the
 //! lowest free 2 MiB-aligned address; the loader and the bundle are usable
 //! RAM in the memory map the kernel gets. It is not a general Linux/multiboot
-//! loader, does not start other CPUs, and passes no TSC frequency or ACPI
-//! RSDP (`BootInfo` has no field for the latter). On any error it prints one
+//! loader, does not start other CPUs, and passes no TSC frequency; the ACPI
+//! RSDP is passed on from the start info when the firmware sets it. On any error it prints one
 //! line `pvh-loader: <message>` on the stderr port, writes an exit record
 //! with status 1 and leaves through `isa-debug-exit`.
 #![no_std]
@@ -278,6 +278,7 @@ fn prepare(start_info: u32) -> Result<Handoff, Failure> {
         boot_time_ns: contents.boot_time_ns,
         image: &loaded,
         memory: &memory[..count],
+        acpi_rsdp: params.rsdp,
     };
     let info = write_boot_info(
         dest,

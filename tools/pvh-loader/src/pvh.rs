@@ -24,7 +24,7 @@ pub struct StartInfo {
     pub modlist_paddr: u64,
     /// Physical address of the NUL-terminated command line (unused).
     pub cmdline_paddr: u64,
-    /// Physical address of the ACPI RSDP (unused: the kernel finds it itself).
+    /// Physical address of the ACPI RSDP, 0 if the firmware does not say.
     pub rsdp_paddr: u64,
     /// Physical address of a [`MemmapEntry`] array.
     pub memmap_paddr: u64,
@@ -71,6 +71,8 @@ pub struct BootParams {
     pub memmap: [MemmapEntry; MAX_MEMMAP],
     /// Number of valid `memmap` entries.
     pub memmap_len: usize,
+    /// The ACPI RSDP's physical address from the start info, 0 if none.
+    pub rsdp: u64,
 }
 
 /// Why the start info is unusable.
@@ -131,6 +133,7 @@ pub unsafe fn read(paddr: u32) -> Result<BootParams, Error> {
         bundle,
         memmap: [MemmapEntry::default(); MAX_MEMMAP],
         memmap_len: (info.memmap_entries as usize).min(MAX_MEMMAP),
+        rsdp: info.rsdp_paddr,
     };
     for (i, slot) in params.memmap[..params.memmap_len].iter_mut().enumerate() {
         let at = info.memmap_paddr + (i * size_of::<MemmapEntry>()) as u64;

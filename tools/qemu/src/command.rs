@@ -42,6 +42,9 @@ pub struct Spec<'a> {
     pub accel: Accel,
     /// Wait for gdb on TCP port 1234 before the first instruction.
     pub debug: bool,
+    /// Add the `isa-debug-exit` device. Without it the kernel powers the VM
+    /// off through ACPI and the status comes from the exit record alone.
+    pub debug_exit: bool,
     /// Where COM1 (stdout), COM2 (stderr) and COM3 (kernel log) go.
     pub serial: &'a SerialPaths,
 }
@@ -55,7 +58,9 @@ fn opt_value(s: &str) -> String {
 ///
 /// `microvm` boots a PVH ELF in tens of milliseconds and, with
 /// `isa-serial=off`, leaves the ISA bus free for exactly the three UARTs
-/// (index 0..=2 → ports 0x3f8, 0x2f8, 0x3e8) and `isa-debug-exit`.
+/// (index 0..=2 → ports 0x3f8, 0x2f8, 0x3e8) and `isa-debug-exit`. Its ACPI
+/// tables (on by default: MADT for the CPUs, hardware-reduced FADT and a
+/// DSDT with `\_S5` for power-off) are found through the PVH start info.
 pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::with_capacity(40);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
@@ -88,10 +93,12 @@ pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
             &format!("isa-serial,chardev=com{},index={index}", index + 1),
         ]);
     }
-    push(&[
-        "-device",
-        &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
-    ]);
+    if spec.debug_exit {
+        push(&[
+            "-device",
+            &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
+        ]);
+    }
     if spec.debug {
         push(&["-s", "-S"]);
     }
@@ -107,6 +114,10 @@ mod tests {
     use super::*;
 
     fn spec_args(accel: Accel, debug: bool) -> Vec<String> {
+        spec_args_with(accel, debug, true)
+    }
+
+    fn spec_args_with(accel: Accel, debug: bool, debug_exit: bool) -> Vec<String> {
         let serial = ["/dev/fd/5".into(), "/dev/fd/6".into(), "/tmp/a,b".into()];
         let spec = Spec {
             loader: Path::new("/l/pvh-loader"),
@@ -115,6 +126,7 @@ mod tests {
             cpus: 2,
             accel,
             debug,
+            debug_exit,
             serial: &serial,
         };
         qemu_args(&spec)
@@ -170,6 +182,16 @@ mod tests {
             "-device",
             "isa-serial,chardev=com3,index=2"
         ));
+    }
+
+    #[test]
+    fn debug_exit_is_optional() {
+        let args = spec_args_with(Accel::Kvm, false, false);
+        assert!(
+            !args.iter().any(|a| a.contains("isa-debug-exit")),
+            "{args:?}"
+        );
+        assert!(has_pair(&args, "-M", "microvm,isa-serial=off"));
     }
 
     #[test]

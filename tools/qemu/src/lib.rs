@@ -4,7 +4,8 @@
 //! loader (`tools/pvh-loader`) as `-kernel` and the bundle as `-initrd`, and
 //! streams the guest's serial ports: COM1 to stdout, COM2 to stderr, COM3 (the
 //! kernel log) into [`Outcome::kernel_log`]. The exit status comes from the
-//! kernel's exit record on COM3, or from `isa-debug-exit`.
+//! kernel's exit record on COM3, or from `isa-debug-exit` (which can be left
+//! out, [`Config::debug_exit`]: the kernel then powers off through ACPI).
 //!
 //! It is a host library for the proxy and the boot tests, not a VMM: QEMU
 //! does the work. Linux only (pipes and a memfd are handed to QEMU as
@@ -49,13 +50,17 @@ pub struct Config {
     pub kvm: bool,
     /// Start QEMU with `-s -S`: the guest waits for gdb on TCP port 1234.
     pub debug: bool,
+    /// Give the guest QEMU's `isa-debug-exit` device (default). Without it
+    /// the kernel ends the VM by ACPI power-off and the exit status comes
+    /// from the exit record on COM3 alone.
+    pub debug_exit: bool,
     /// The QEMU binary; default [`DEFAULT_QEMU`] from `PATH`.
     pub qemu: Option<PathBuf>,
 }
 
 impl Config {
-    /// A configuration with 512 MiB, one CPU, KVM when usable, the image
-    /// path as `argv[0]` and no environment.
+    /// A configuration with 512 MiB, one CPU, KVM when usable,
+    /// `isa-debug-exit`, the image path as `argv[0]` and no environment.
     pub fn new(image: impl Into<PathBuf>, loader: impl Into<PathBuf>) -> Self {
         let image = image.into();
         Self {
@@ -68,6 +73,7 @@ impl Config {
             cmdline: String::new(),
             kvm: true,
             debug: false,
+            debug_exit: true,
             qemu: None,
         }
     }
@@ -366,6 +372,7 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         cpus: config.cpus,
         accel,
         debug: config.debug,
+        debug_exit: config.debug_exit,
         serial: &serial,
     });
     log::debug!(

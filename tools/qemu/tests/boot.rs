@@ -381,3 +381,53 @@ fn missing_image_is_one_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn without_debug_exit_the_kernel_powers_off() {
+    let Some(loader) = setup("without_debug_exit_the_kernel_powers_off") else {
+        return;
+    };
+    for kvm in accelerators() {
+        // `cpus` is built with the kernel's `acpi-aml` feature, the others
+        // without: both ways of finding `\_S5` are covered.
+        for (app, args, status, how) in [
+            ("hello", vec!["hello".to_string()], 0, "DSDT scan"),
+            (
+                "exit-status",
+                vec!["exit-status".into(), "200".into()],
+                200,
+                "DSDT scan",
+            ),
+            ("cpus", vec!["cpus".into()], 0, "AML interpreter"),
+        ] {
+            let mut config = Config::new(loader.with_file_name(app), &loader);
+            config.kvm = kvm;
+            config.debug_exit = false;
+            config.args = args;
+            config.cmdline = "log=debug".into();
+            let started = std::time::Instant::now();
+            let (outcome, out, err) = run(&config);
+            // A figure, not an assertion; a hang is caught by `run`'s limit.
+            eprintln!(
+                "{app} without isa-debug-exit ({}): {:.0} ms",
+                outcome.accel,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            assert_eq!(
+                (outcome.status, outcome.abnormal.as_deref()),
+                (status, None),
+                "stdout {out:?} stderr {err:?} log {:?}",
+                String::from_utf8_lossy(&outcome.kernel_log)
+            );
+            if app == "hello" {
+                assert!(out.starts_with("Hello World!!!\n"), "{out:?}");
+            }
+            // microvm's DSDT says `Name (_S5, Package { 5, 0, 0, 0 })`.
+            let log = String::from_utf8_lossy(&outcome.kernel_log);
+            assert!(
+                log.contains(&format!("ACPI power-off: SLP_TYPa 5, SLP_TYPb 0 ({how})")),
+                "{log}"
+            );
+        }
+    }
+}

@@ -183,6 +183,7 @@ fn write_boot_data(
         boot_time_ns,
         image: &loaded,
         memory: &memory[..count],
+        acpi_rsdp: 0,
     };
     let written = hermit_loader::write_boot_info(
         window,
