@@ -22,6 +22,7 @@
 //! `vm-memory`; a misbehaving guest ends the VM with
 //! [`Outcome::abnormal`] set, never the host process.
 
+pub mod cpus;
 pub mod hypercall;
 pub mod layout;
 mod vm;
@@ -40,8 +41,13 @@ pub struct Config {
     /// Guest RAM in bytes (rounded down to 4 KiB). Mapped lazily, so a large
     /// value costs nothing until the guest touches it.
     pub mem_size: u64,
-    /// Number of vCPUs; only 1 is supported for now.
+    /// Number of vCPUs, `1..=`[`cpus::MAX_CPUS`]. vCPU 0 boots the kernel;
+    /// the kernel starts the others with the StartCpu hypercall.
     pub cpus: u32,
+    /// Host core for each vCPU's thread (`pin[i]` for vCPU `i`; the list's
+    /// length must equal `cpus`, without duplicates). Cores this process
+    /// cannot run on are skipped with a warning on stderr. `None`: no pinning.
+    pub pin: Option<Vec<usize>>,
     /// Kernel command line, e.g. `log=debug`.
     pub cmdline: String,
 }
@@ -113,9 +119,28 @@ pub enum Error {
     /// Zero CPUs were requested.
     #[error("a VM needs at least one CPU")]
     NoCpus,
-    /// More than one CPU was requested.
-    #[error("{0} CPUs requested, but uhyve supports only 1 for now (SMP is not implemented yet)")]
+    /// More CPUs than uhyve supports were requested.
+    #[error("{0} CPUs requested, but uhyve supports at most {max}", max = cpus::MAX_CPUS)]
     TooManyCpus(u32),
+    /// More CPUs than this host's KVM supports were requested.
+    #[error("{requested} CPUs requested, but this host's KVM supports at most {max}")]
+    KvmCpuLimit {
+        /// The requested count.
+        requested: u32,
+        /// KVM's limit (`KVM_CAP_MAX_VCPUS`).
+        max: usize,
+    },
+    /// The pin list does not have one core per vCPU.
+    #[error("{cores} host cores listed for pinning, but the VM has {cpus} CPUs")]
+    PinCount {
+        /// Length of the pin list.
+        cores: usize,
+        /// The CPU count.
+        cpus: u32,
+    },
+    /// The pin list names a core twice.
+    #[error("host core {0} is listed twice for pinning")]
+    DuplicatePin(usize),
     /// The boot data could not be written (e.g. a NUL byte in an argument).
     #[error("invalid boot data: {0}")]
     Boot(hermit_loader::Error),
