@@ -4,6 +4,12 @@
 //! with the application's status. Configuration comes from `HERMIT_*`
 //! variables (see `--help`); the proxy's own errors print one line and exit
 //! with status 125.
+//!
+//! `HERMIT_CPUS` is a count (`4`) or, as in the original HermitCore, a list
+//! of host cores (`3-5`, `1,3`, `0-1,4`): the VM gets one CPU per listed
+//! core and uhyve pins CPU `i`'s thread to the `i`-th core (cores that do
+//! not exist are skipped with a warning). Under QEMU only the count is used
+//! (`-smp`); its threads are not pinned.
 
 mod config;
 

@@ -5,13 +5,44 @@
 //! [`layout`]), enters the kernel directly in 64-bit mode (no real-mode or
 //! firmware code), and serves the port-I/O hypercalls of
 //! [`hermit_interface::hypercall`]: Exit, Write (to this process's stdout and
-//! stderr) and LogRegister (the kernel log ring, read back when the VM ends).
+//! stderr), LogRegister (the kernel log ring, read back when the VM ends) and
+//! StartCpu.
 //!
-//! It is not a general VMM: besides an in-kernel local APIC there are no
+//! # SMP
+//!
+//! A VM has [`Config::cpus`] vCPUs (at most [`cpus::MAX_CPUS`]; more than
+//! the host has cores is fine), announced in `BootInfo::cpu_count`. vCPU 0
+//! boots the kernel on the thread that called [`run`]. The kernel starts
+//! vCPU `k` with the StartCpu hypercall; uhyve checks the request (CPU in
+//! range and not started yet, 16-byte aligned stack top, 4 KiB aligned CR3,
+//! entry, stack and PML4 inside guest memory; otherwise the guest gets
+//! `-EINVAL` or `-EFAULT` in the block's `result`), creates the vCPU then
+//! (lazily: a VM whose kernel starts no CPU pays nothing for them, see
+//! `cargo bench -p uhyve`), puts it in long mode like vCPU 0 with the
+//! requested RIP, RSP, RDI = arg, RSI = k and CR3, and runs it on a host
+//! thread of its own; `result = 0` is stored before the caller resumes.
+//! Each vCPU has an in-kernel local APIC whose ID is its index (also in
+//! CPUID leaf 0x1 `EBX[31:24]` and leaf 0xB/0x1F `EDX`), so IPIs through the
+//! xAPIC page at `0xFEE00000` or the x2APIC MSRs work between vCPUs.
+//! [`Config::pin`] pins vCPU `i`'s thread to a host core.
+//!
+//! The VM ends when any vCPU exits or fails (fault, triple fault, broken
+//! hypercall, KVM error): the first ending wins, the other vCPUs are kicked
+//! out of `KVM_RUN` at once (their `immediate_exit` flag and a signal, so a
+//! vCPU halted or spinning forever does not keep the VM alive), their
+//! threads are joined and the kernel log is read. A vCPU halted with
+//! interrupts disabled is seen by a 100 ms per-vCPU timer; when every started
+//! vCPU has been in that state for two ticks, nothing can wake any of them
+//! (uhyve injects no interrupts) and the VM ends abnormally instead of
+//! hanging. (A vCPU woken from such a halt by another vCPU's NMI counts as
+//! dead for up to one more tick; uhyve's kernels do not do that.)
+//!
+//! # Limits
+//!
+//! It is not a general VMM: besides the in-kernel local APICs there are no
 //! devices (port reads return all ones, writes to unknown ports and unmapped
-//! MMIO are ignored), no networking, files or GDB stub. Missing: SMP (only
-//! one vCPU). A guest that halts with interrupts disabled is detected (a
-//! 100 ms timer kicks the vCPU) and ends abnormally instead of hanging.
+//! MMIO are ignored), no networking, files or GDB stub; no CPU hot-unplug,
+//! INIT/SIPI from the guest is not how CPUs start (use StartCpu).
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock
 //! guest's ring-0 instructions are emulated one by one (about 0.5 us each,
@@ -160,9 +191,12 @@ pub enum Error {
 /// stderr. Returns an [`Error`] if the VM cannot be started; once the guest
 /// runs, every ending is an [`Outcome`].
 ///
-/// The vCPU runs on the calling thread. While it runs, a timer sends that
-/// thread `SIGRTMIN` every 100 ms (a no-op handler is installed once per
-/// process) so that blocking system calls there may return `EINTR`.
+/// vCPU 0 runs on the calling thread (pinned to `config.pin[0]` while it
+/// runs, then given its old affinity back), every other vCPU on a thread
+/// of its own, all joined before this returns. While a vCPU runs, a timer
+/// sends its thread `SIGRTMIN` every 100 ms, and the VM's end sends it once
+/// more (a no-op handler is installed once per process), so blocking system
+/// calls on the calling thread may return `EINTR`.
 pub fn run(config: &Config) -> Result<Outcome, Error> {
     vm::run(config)
 }

@@ -209,7 +209,7 @@ fn create_vm(
 }
 
 /// Gives the vCPU with index `id` its APIC ID in CPUID: leaf 0x1
-/// EBX[31:24] (initial APIC ID) and EDX of every leaf 0xB / 0x1F subleaf
+/// `EBX[31:24]` (initial APIC ID) and `EDX` of every leaf 0xB / 0x1F subleaf
 /// (x2APIC ID). KVM gives its in-kernel LAPIC the same ID (the vCPU index).
 fn set_apic_id(cpuid: &mut CpuId, id: u32) {
     for entry in cpuid.as_mut_slice() {

@@ -2,6 +2,8 @@
 //! x86_64 instructions they need and a static-PIE ELF writer.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod smp;
+
 use std::path::PathBuf;
 
 use hermit_interface::hypercall::Nr;
