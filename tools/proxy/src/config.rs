@@ -19,8 +19,12 @@ pub enum Isle {
 pub struct Config {
     /// `HERMIT_ISLE`.
     pub isle: Isle,
-    /// `HERMIT_CPUS`.
+    /// `HERMIT_CPUS`: the number of vCPUs (a count, or the length of a
+    /// core list).
     pub cpus: u32,
+    /// `HERMIT_CPUS` as a core list (`3-5`, `1,3`, `0-1,4`): vCPU `i`'s
+    /// thread is pinned to the `i`-th core (uhyve only; QEMU ignores it).
+    pub pin: Option<Vec<usize>>,
     /// `HERMIT_MEM`, in bytes.
     pub mem: u64,
     /// `HERMIT_VERBOSE=1`: print the kernel log when the app ends.
@@ -45,6 +49,16 @@ pub enum ConfigError {
         value: String,
         /// What the variable accepts.
         expected: &'static str,
+    },
+    /// `HERMIT_CPUS` looks like a core list but is not a valid one.
+    #[error(
+        "HERMIT_CPUS={value:?} is not valid: {reason} (expected a number of CPUs or a list of host cores such as 0-1,4)"
+    )]
+    BadCoreList {
+        /// The value found.
+        value: String,
+        /// What is wrong with the list.
+        reason: uhyve::cpus::CoreListError,
     },
     /// A feature that later work brings.
     #[error("{0}")]
@@ -78,6 +92,27 @@ pub fn parse_size(text: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift).filter(|&v| v > 0)
 }
 
+/// Parses `HERMIT_CPUS`: a count (`4`), or a host core list (`3-5`, `1,3`,
+/// `0-1,4`) whose length is the count and which pins vCPU `i` to its `i`-th
+/// core, as in the original HermitCore.
+fn parse_cpus(value: &str) -> Result<(u32, Option<Vec<usize>>), ConfigError> {
+    const EXPECTED: &str = "a number of CPUs (at least 1) or a list of host cores such as 0-1,4";
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok((n, None)),
+            _ => Err(invalid("HERMIT_CPUS", value, EXPECTED)),
+        };
+    }
+    match uhyve::cpus::parse_core_list(v) {
+        Ok(cores) => Ok((cores.len() as u32, Some(cores))),
+        Err(e) => Err(ConfigError::BadCoreList {
+            value: value.to_owned(),
+            reason: e,
+        }),
+    }
+}
+
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -99,12 +134,9 @@ impl Config {
             }
             Some(other) => return Err(invalid("HERMIT_ISLE", other, "uhyve or qemu")),
         };
-        let cpus = match get("HERMIT_CPUS") {
-            None => 1,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(invalid("HERMIT_CPUS", &v, "a number of CPUs, at least 1")),
-            },
+        let (cpus, pin) = match get("HERMIT_CPUS") {
+            None => (1, None),
+            Some(v) => parse_cpus(&v)?,
         };
         let mem = match get("HERMIT_MEM") {
             None => DEFAULT_MEM,
@@ -132,6 +164,7 @@ impl Config {
         Ok(Self {
             isle,
             cpus,
+            pin,
             mem,
             verbose: flag("HERMIT_VERBOSE", false)?,
             kvm: flag("HERMIT_KVM", true)?,
@@ -175,7 +208,7 @@ mod tests {
     fn defaults_match_the_original_proxy() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.isle, Isle::Uhyve);
-        assert_eq!(c.cpus, 1);
+        assert_eq!((c.cpus, c.pin.as_deref()), (1, None));
         assert_eq!(c.mem, 2 << 30);
         assert!(!c.verbose && c.kvm && !c.debug);
         assert_eq!(c.cmdline(), "");
@@ -200,8 +233,6 @@ mod tests {
             e.to_string(),
             "HERMIT_MEM=\"abc\" is not valid: expected a size such as 512M or 2G"
         );
-        assert!(cfg(&[("HERMIT_CPUS", "0")]).is_err());
-        assert!(cfg(&[("HERMIT_CPUS", "x")]).is_err());
         assert!(cfg(&[("HERMIT_ISLE", "xen")]).is_err());
         assert!(cfg(&[("HERMIT_VERBOSE", "maybe")]).is_err());
         assert!(cfg(&[("HERMIT_LOG_LEVEL", "loud")]).is_err());
@@ -227,5 +258,51 @@ mod tests {
         assert_eq!(c.cmdline(), "log=info");
         let c = cfg(&[("HERMIT_VERBOSE", "1"), ("HERMIT_LOG_LEVEL", "DEBUG")]).unwrap();
         assert_eq!(c.cmdline(), "log=debug");
+    }
+
+    #[test]
+    fn cpus_take_a_count_or_a_core_list() {
+        let cpus = |v: &str| cfg(&[("HERMIT_CPUS", v)]).map(|c| (c.cpus, c.pin));
+        assert_eq!(cpus("4"), Ok((4, None)));
+        assert_eq!(cpus(" 2 "), Ok((2, None)));
+        assert_eq!(cpus("1"), Ok((1, None)));
+        assert_eq!(cpus("3-5"), Ok((3, Some(vec![3, 4, 5]))));
+        assert_eq!(cpus("1,3"), Ok((2, Some(vec![1, 3]))));
+        assert_eq!(cpus("0-1,4"), Ok((3, Some(vec![0, 1, 4]))));
+        assert_eq!(cpus("2-2"), Ok((1, Some(vec![2]))));
+        assert_eq!(cpus("5,0"), Ok((2, Some(vec![5, 0]))), "order is kept");
+        // A count above uhyve's limit is uhyve's to reject (with its limit).
+        assert_eq!(cpus("65"), Ok((65, None)));
+    }
+
+    #[test]
+    fn bad_cpu_values_are_one_line_errors() {
+        for bad in [
+            "",
+            " ",
+            "0",
+            "x",
+            "a",
+            "3-1",
+            "1,,2",
+            "1,",
+            ",1",
+            "1-",
+            "-1",
+            "1,1",
+            "0-3,2",
+            "1.5",
+            "0-64",
+            "4294967296",
+        ] {
+            let e = cfg(&[("HERMIT_CPUS", bad)]).unwrap_err();
+            let text = e.to_string();
+            assert!(text.starts_with("HERMIT_CPUS="), "{bad:?}: {text}");
+            assert!(!text.contains('\n'), "{bad:?}: {text}");
+        }
+        let e = cfg(&[("HERMIT_CPUS", "3-1")]).unwrap_err().to_string();
+        assert!(e.contains("range 3-1 runs backwards"), "{e}");
+        let e = cfg(&[("HERMIT_CPUS", "1,2,1")]).unwrap_err().to_string();
+        assert!(e.contains("core 1 is listed twice"), "{e}");
     }
 }

@@ -4,6 +4,12 @@
 //! with the application's status. Configuration comes from `HERMIT_*`
 //! variables (see `--help`); the proxy's own errors print one line and exit
 //! with status 125.
+//!
+//! `HERMIT_CPUS` is a count (`4`) or, as in the original HermitCore, a list
+//! of host cores (`3-5`, `1,3`, `0-1,4`): the VM gets one CPU per listed
+//! core and uhyve pins CPU `i`'s thread to the `i`-th core (cores that do
+//! not exist are skipped with a warning). Under QEMU only the count is used
+//! (`-smp`); its threads are not pinned.
 
 mod config;
 
@@ -21,7 +27,9 @@ appears here and its exit status becomes the proxy's.
 
 Environment:
   HERMIT_ISLE=uhyve|qemu  hypervisor (default uhyve)
-  HERMIT_CPUS=N           number of CPUs (default 1)
+  HERMIT_CPUS=N|LIST      number of CPUs (default 1), or a list of host cores
+                          (3-5, 1,3, 0-1,4): one CPU per core, uhyve pins CPU i
+                          to the i-th core (QEMU takes only the count)
   HERMIT_MEM=SIZE         guest memory, e.g. 512M or 2G (default 2G)
   HERMIT_VERBOSE=1        print the kernel log when the application ends
   HERMIT_LOG_LEVEL=LEVEL  kernel log level: off|error|warn|info|debug|trace
@@ -71,6 +79,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 env,
                 mem_size: config.mem,
                 cpus: config.cpus,
+                pin: config.pin.clone(),
                 cmdline: config.cmdline(),
             };
             let outcome = uhyve::run(&vm).map_err(|e| e.to_string())?;

@@ -2,7 +2,9 @@
 //! wall time of the `uhyve` binary from spawn to exit for a tiny guest, for
 //! `hello` if it has been built, and the cost of guest instructions in ring 0
 //! versus ring 3 (on `kvm_pvm` hosts ring-0 code of a stock guest is
-//! emulated instruction by instruction).
+//! emulated instruction by instruction), and what SMP costs at boot: tiny
+//! guests whose boot CPU starts 0, 1 or 3 application processors and waits
+//! for them, and the host cost of creating one vCPU.
 //!
 //! Run with `cargo bench -p uhyve`.
 
@@ -16,36 +18,41 @@ use std::time::{Duration, Instant};
 use common::{Guest, Reg};
 use hermit_interface::hypercall::Nr;
 
-/// Median and minimum wall time of `runs` runs of uhyve with `args`.
-fn time(runs: usize, args: &[&str]) -> Option<(Duration, Duration)> {
+/// Median and minimum wall time of `runs` runs of uhyve with `args`;
+/// `None` if a run did not end with status `expected`.
+fn time(runs: usize, args: &[&str], expected: i32) -> Option<(Duration, Duration)> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
         let status = Command::new(env!("CARGO_BIN_EXE_uhyve"))
             .args(args)
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .ok()?;
         times.push(start.elapsed());
-        // A guest killed by a signal (no status) counts as a failed run.
-        status.code()?;
+        // A guest that failed (or was killed: no status) measures nothing.
+        if status.code()? != expected {
+            return None;
+        }
     }
     times.sort();
     Some((times[runs / 2], times[0]))
 }
 
-fn report(what: &str, runs: usize, args: &[&str]) {
-    match time(runs, args) {
+fn report(what: &str, runs: usize, args: &[&str], expected: i32) {
+    match time(runs, args, expected) {
         Some((median, min)) => println!(
             "{what:<48} median {:>9.3} ms   min {:>9.3} ms   ({runs} runs)",
             median.as_secs_f64() * 1e3,
             min.as_secs_f64() * 1e3
         ),
-        None => println!("{what:<48} failed to run"),
+        None => println!("{what:<48} failed (the guest did not exit with {expected})"),
     }
 }
 
-/// A guest that runs `dec rcx; jnz` `n` times, in ring 3 if `user`.
+/// A guest that runs `dec rcx; jnz` `n` times, in ring 3 if `user` (then it
+/// ends with a deliberate fault, status 1).
 fn looper(n: u64, user: bool) -> Guest {
     let mut g = Guest::new();
     if user {
@@ -79,9 +86,42 @@ fn looper(n: u64, user: bool) -> Guest {
         }
     }
     g.mov_imm(Reg::Rcx, n.max(1))
-        .raw(&[0x48, 0xff, 0xc9, 0x75, 0xfb]) // dec rcx; jnz -5
-        .exit(0x2000, 0);
+        .raw(&[0x48, 0xff, 0xc9, 0x75, 0xfb]); // dec rcx; jnz -5
+    if user {
+        // On kvm_pvm, RFLAGS.IOPL reads 0 at CPL 3 even after an iretq
+        // with IOPL 3, so the Exit `out` would fault; end with a fault
+        // everywhere instead (no IDT: triple fault, status 1).
+        g.ud2();
+    } else {
+        g.exit(0x2000, 0);
+    }
     g
+}
+
+/// Median host time of what an eagerly created extra vCPU would cost every
+/// boot (`KVM_CREATE_VCPU` + `KVM_SET_CPUID2`), in a VM with a split irqchip
+/// like uhyve's.
+fn vcpu_creation(runs: usize) -> Result<Duration, kvm_ioctls::Error> {
+    use kvm_bindings::{KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, kvm_enable_cap};
+    let kvm = kvm_ioctls::Kvm::new()?;
+    let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let vm = kvm.create_vm()?;
+        let mut split = kvm_enable_cap {
+            cap: KVM_CAP_SPLIT_IRQCHIP,
+            ..Default::default()
+        };
+        split.args[0] = 24;
+        vm.enable_cap(&split)?;
+        let _bsp = vm.create_vcpu(0)?;
+        let start = Instant::now();
+        let ap = vm.create_vcpu(1)?;
+        ap.set_cpuid2(&cpuid)?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok(times[runs / 2])
 }
 
 fn main() {
@@ -98,12 +138,46 @@ fn main() {
         .exit(0x2000, 0);
     let hi = hi.write("bench-hi");
     let hi = hi.to_str().unwrap_or_default();
-    report("tiny guest (Write + Exit), --mem 2G", 100, &[hi]);
+    report("tiny guest (Write + Exit), --mem 2G", 100, &[hi], 0);
     report(
         "tiny guest (Write + Exit), --mem 64M",
         100,
         &["--mem", "64M", hi],
+        0,
     );
+
+    // SMP at boot: the boot CPU starts CPUs 1..n (each its own stack), each
+    // increments a counter, the boot CPU waits for them and exits.
+    for n in [1u64, 2, 4] {
+        let image = common::smp::counting_guest(n).write(&format!("bench-smp-{n}"));
+        let cpus = n.to_string();
+        report(
+            &format!("{n} vCPU(s) started and counted, --mem 64M"),
+            30,
+            &[
+                "--mem",
+                "64M",
+                "--cpus",
+                &cpus,
+                image.to_str().unwrap_or_default(),
+            ],
+            (n * (n - 1) / 2) as i32,
+        );
+    }
+    report(
+        "tiny guest (Write + Exit), --cpus 4 (none started)",
+        30,
+        &["--mem", "64M", "--cpus", "4", hi],
+        0,
+    );
+    match vcpu_creation(30) {
+        Ok(t) => println!(
+            "{:<48} median {:>9.3} ms",
+            "host cost of one more vCPU (create + CPUID)",
+            t.as_secs_f64() * 1e3
+        ),
+        Err(e) => println!("vCPU creation: failed: {e}"),
+    }
 
     // The workspace's target dir, or CARGO_TARGET_DIR if set.
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
@@ -112,7 +186,9 @@ fn main() {
     );
     let hello = target.join("x86_64-unknown-none/release/hello");
     match hello.to_str() {
-        Some(h) if hello.exists() => report("hello (x86_64-unknown-none/release/hello)", 10, &[h]),
+        Some(h) if hello.exists() => {
+            report("hello (x86_64-unknown-none/release/hello)", 10, &[h], 0)
+        }
         _ => println!("hello: not built (cargo build --release -p hello), skipped"),
     }
 
@@ -124,6 +200,7 @@ fn main() {
                 &what,
                 5,
                 &["--mem", "64M", image.to_str().unwrap_or_default()],
+                i32::from(user),
             );
         }
     }

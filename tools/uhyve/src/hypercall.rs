@@ -62,21 +62,50 @@ pub enum Action {
     Exit(i32),
     /// End the VM: the guest broke the hypercall protocol.
     Abort(String),
+    /// Start an application processor: the request passed every check that
+    /// needs only guest memory; the VM checks that the CPU is not running
+    /// yet, starts it and stores the result with [`store_start_result`].
+    StartCpu(StartRequest),
+}
+
+/// A [`Nr::StartCpu`] request whose CPU index, alignments and addresses
+/// were checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StartRequest {
+    /// Guest-physical address of the parameter block (for the result).
+    pub block: u64,
+    /// The CPU to start, `1..cpu_count`.
+    pub cpu: u32,
+    /// Initial `RIP`.
+    pub entry: u64,
+    /// Initial `RSP`.
+    pub stack_top: u64,
+    /// Initial `RDI`.
+    pub arg: u64,
+    /// Initial `CR3`.
+    pub cr3: u64,
 }
 
 /// Hypercall state of one VM.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hypercalls<O> {
     out: O,
+    cpu_count: u32,
     /// The log ring the guest registered, if any.
     pub log_ring: Option<u64>,
 }
 
 impl<O: Output> Hypercalls<O> {
-    /// A handler writing to `out`.
+    /// A handler for a one-CPU VM writing to `out`.
     pub fn new(out: O) -> Self {
+        Self::with_cpus(out, 1)
+    }
+
+    /// A handler for a VM with `cpu_count` vCPUs writing to `out`.
+    pub fn with_cpus(out: O, cpu_count: u32) -> Self {
         Self {
             out,
+            cpu_count,
             log_ring: None,
         }
     }
@@ -107,9 +136,32 @@ impl<O: Output> Hypercalls<O> {
                 }
                 Err(abort) => abort,
             },
-            Nr::StartCpu => {
-                Action::Abort("hypercall StartCpu: this uhyve runs single-CPU guests only".into())
-            }
+            Nr::StartCpu => self.start_cpu(mem, addr),
+        }
+    }
+
+    fn start_cpu(&self, mem: &GuestMemoryMmap, addr: u64) -> Action {
+        const SIZE: usize = size_of::<hypercall::StartCpu>();
+        let raw = match read_param::<SIZE>(mem, Nr::StartCpu, addr) {
+            Ok(raw) => raw,
+            Err(abort) => return abort,
+        };
+        let field = |offset: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[offset..offset + 8]);
+            u64::from_le_bytes(b)
+        };
+        let request = StartRequest {
+            block: addr,
+            cpu: u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+            entry: field(offset_of!(hypercall::StartCpu, entry)),
+            stack_top: field(offset_of!(hypercall::StartCpu, stack_top)),
+            arg: field(offset_of!(hypercall::StartCpu, arg)),
+            cr3: field(offset_of!(hypercall::StartCpu, cr3)),
+        };
+        match check_start(mem, self.cpu_count, &request) {
+            Ok(()) => Action::StartCpu(request),
+            Err(errno) => store_start_result(mem, addr, -errno),
         }
     }
 
@@ -151,6 +203,36 @@ impl<O: Output> Hypercalls<O> {
             Err((0, e)) => -i64::from(e),
             Err((n, _)) => n as i64,
         }
+    }
+}
+
+/// The checks of a StartCpu request that need no VM state; the errno if one
+/// fails.
+fn check_start(mem: &GuestMemoryMmap, cpu_count: u32, r: &StartRequest) -> Result<(), i64> {
+    if r.cpu == 0 || r.cpu >= cpu_count {
+        return Err(errno::EINVAL);
+    }
+    if !r.stack_top.is_multiple_of(16) || !r.cr3.is_multiple_of(4096) {
+        return Err(errno::EINVAL);
+    }
+    let inside =
+        |addr: Option<u64>, len: u64| addr.and_then(|a| guest_slice(mem, a, len)).is_some();
+    if !inside(Some(r.entry), 1)
+        || !inside(r.stack_top.checked_sub(8), 8)
+        || !inside(Some(r.cr3), 4096)
+    {
+        return Err(errno::EFAULT);
+    }
+    Ok(())
+}
+
+/// Stores `result` in the StartCpu parameter block at `block` (which the
+/// request was read from, so it is writable).
+pub fn store_start_result(mem: &GuestMemoryMmap, block: u64, result: i64) -> Action {
+    let at = GuestAddress(block + offset_of!(hypercall::StartCpu, result) as u64);
+    match mem.write_slice(&result.to_le_bytes(), at) {
+        Ok(()) => Action::Continue,
+        Err(e) => Action::Abort(format!("hypercall StartCpu: cannot store the result: {e}")),
     }
 }
 
@@ -289,8 +371,8 @@ mod tests {
     #[test]
     fn bad_parameter_blocks_abort() {
         let mem = memory();
-        let mut h = Hypercalls::new(Capture::default());
-        for nr in [Nr::Exit, Nr::Write, Nr::LogRegister] {
+        let mut h = Hypercalls::with_cpus(Capture::default(), 2);
+        for nr in [Nr::Exit, Nr::Write, Nr::LogRegister, Nr::StartCpu] {
             for addr in [MEM as u32, MEM as u32 - 2, u32::MAX] {
                 let action = h.handle_out(&mem, nr.port(), &addr.to_le_bytes());
                 assert!(
@@ -317,6 +399,69 @@ mod tests {
         for port in [0, 0x80, PORT_BASE - 1, PORT_BASE + 3, 0xffff] {
             assert_eq!(h.handle_out(&mem, port, &addr), Action::Continue);
         }
+    }
+
+    fn start(h: &Hypercalls<Capture>, mem: &GuestMemoryMmap, fields: [u64; 5]) -> (Action, i64) {
+        let [cpu, entry, stack_top, arg, cr3] = fields;
+        mem.write_obj(cpu as u32, GuestAddress(0x1000)).unwrap();
+        for (i, v) in [entry, stack_top, arg, cr3, 0x5555].iter().enumerate() {
+            mem.write_obj(*v, GuestAddress(0x1008 + 8 * i as u64))
+                .unwrap();
+        }
+        let action = h.start_cpu(mem, 0x1000);
+        (action, mem.read_obj(GuestAddress(0x1028)).unwrap())
+    }
+
+    #[test]
+    fn start_cpu_requests_are_checked() {
+        let mem = memory();
+        let h = Hypercalls::with_cpus(Capture::default(), 4);
+        let good = [2, 0x3000, 0x8000, 7, 0x4000];
+        let (action, result) = start(&h, &mem, good);
+        assert_eq!(result, 0x5555, "the VM stores the result of a good request");
+        assert_eq!(
+            action,
+            Action::StartCpu(StartRequest {
+                block: 0x1000,
+                cpu: 2,
+                entry: 0x3000,
+                stack_top: 0x8000,
+                arg: 7,
+                cr3: 0x4000,
+            })
+        );
+        // The last valid values: entry at the last byte, stack top at the
+        // end of memory, cr3 at the last page.
+        let edge = [3, MEM - 1, MEM, 0, MEM - 4096];
+        assert!(matches!(start(&h, &mem, edge).0, Action::StartCpu(_)));
+
+        let (einval, efault) = (-errno::EINVAL, -errno::EFAULT);
+        for (bad, expected) in [
+            ([0, 0x3000, 0x8000, 0, 0x4000], einval),
+            ([4, 0x3000, 0x8000, 0, 0x4000], einval),
+            ([u32::MAX as u64, 0x3000, 0x8000, 0, 0x4000], einval),
+            ([1, 0x3000, 0x8008, 0, 0x4000], einval),
+            ([1, 0x3000, 0x8000, 0, 0x4010], einval),
+            ([1, MEM, 0x8000, 0, 0x4000], efault),
+            ([1, u64::MAX, 0x8000, 0, 0x4000], efault),
+            ([1, 0x3000, 0, 0, 0x4000], efault),
+            ([1, 0x3000, MEM + 16, 0, 0x4000], efault),
+            ([1, 0x3000, u64::MAX - 15, 0, 0x4000], efault),
+            ([1, 0x3000, 0x8000, 0, MEM], efault),
+            ([1, 0x3000, 0x8000, 0, u64::MAX - 4095], efault),
+        ] {
+            assert_eq!(
+                start(&h, &mem, bad),
+                (Action::Continue, expected),
+                "{bad:x?}"
+            );
+        }
+        // A one-CPU VM has no CPU to start.
+        let single = Hypercalls::new(Capture::default());
+        assert_eq!(start(&single, &mem, good), (Action::Continue, einval));
+
+        assert_eq!(store_start_result(&mem, 0x1000, -3), Action::Continue);
+        assert_eq!(mem.read_obj::<i64>(GuestAddress(0x1028)).unwrap(), -3);
     }
 
     fn put_ring(mem: &GuestMemoryMmap, at: u64, magic: u64, capacity: u64, written: u64) {

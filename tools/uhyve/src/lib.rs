@@ -5,13 +5,44 @@
 //! [`layout`]), enters the kernel directly in 64-bit mode (no real-mode or
 //! firmware code), and serves the port-I/O hypercalls of
 //! [`hermit_interface::hypercall`]: Exit, Write (to this process's stdout and
-//! stderr) and LogRegister (the kernel log ring, read back when the VM ends).
+//! stderr), LogRegister (the kernel log ring, read back when the VM ends) and
+//! StartCpu.
 //!
-//! It is not a general VMM: besides an in-kernel local APIC there are no
+//! # SMP
+//!
+//! A VM has [`Config::cpus`] vCPUs (at most [`cpus::MAX_CPUS`]; more than
+//! the host has cores is fine), announced in `BootInfo::cpu_count`. vCPU 0
+//! boots the kernel on the thread that called [`run`]. The kernel starts
+//! vCPU `k` with the StartCpu hypercall; uhyve checks the request (CPU in
+//! range and not started yet, 16-byte aligned stack top, 4 KiB aligned CR3,
+//! entry, stack and PML4 inside guest memory; otherwise the guest gets
+//! `-EINVAL` or `-EFAULT` in the block's `result`), creates the vCPU then
+//! (lazily: a VM whose kernel starts no CPU pays nothing for them, see
+//! `cargo bench -p uhyve`), puts it in long mode like vCPU 0 with the
+//! requested RIP, RSP, RDI = arg, RSI = k and CR3, and runs it on a host
+//! thread of its own; `result = 0` is stored before the caller resumes.
+//! Each vCPU has an in-kernel local APIC whose ID is its index (also in
+//! CPUID leaf 0x1 `EBX[31:24]` and leaf 0xB/0x1F `EDX`), so IPIs through the
+//! xAPIC page at `0xFEE00000` or the x2APIC MSRs work between vCPUs.
+//! [`Config::pin`] pins vCPU `i`'s thread to a host core.
+//!
+//! The VM ends when any vCPU exits or fails (fault, triple fault, broken
+//! hypercall, KVM error): the first ending wins, the other vCPUs are kicked
+//! out of `KVM_RUN` at once (their `immediate_exit` flag and a signal, so a
+//! vCPU halted or spinning forever does not keep the VM alive), their
+//! threads are joined and the kernel log is read. A vCPU halted with
+//! interrupts disabled is seen by a 100 ms per-vCPU timer; when every started
+//! vCPU has been in that state for two ticks, nothing can wake any of them
+//! (uhyve injects no interrupts) and the VM ends abnormally instead of
+//! hanging. (A vCPU woken from such a halt by another vCPU's NMI counts as
+//! dead for up to one more tick; uhyve's kernels do not do that.)
+//!
+//! # Limits
+//!
+//! It is not a general VMM: besides the in-kernel local APICs there are no
 //! devices (port reads return all ones, writes to unknown ports and unmapped
-//! MMIO are ignored), no networking, files or GDB stub. Missing: SMP (only
-//! one vCPU). A guest that halts with interrupts disabled is detected (a
-//! 100 ms timer kicks the vCPU) and ends abnormally instead of hanging.
+//! MMIO are ignored), no networking, files or GDB stub; no CPU hot-unplug,
+//! INIT/SIPI from the guest is not how CPUs start (use StartCpu).
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock
 //! guest's ring-0 instructions are emulated one by one (about 0.5 us each,
@@ -22,6 +53,7 @@
 //! `vm-memory`; a misbehaving guest ends the VM with
 //! [`Outcome::abnormal`] set, never the host process.
 
+pub mod cpus;
 pub mod hypercall;
 pub mod layout;
 mod vm;
@@ -40,8 +72,13 @@ pub struct Config {
     /// Guest RAM in bytes (rounded down to 4 KiB). Mapped lazily, so a large
     /// value costs nothing until the guest touches it.
     pub mem_size: u64,
-    /// Number of vCPUs; only 1 is supported for now.
+    /// Number of vCPUs, `1..=`[`cpus::MAX_CPUS`]. vCPU 0 boots the kernel;
+    /// the kernel starts the others with the StartCpu hypercall.
     pub cpus: u32,
+    /// Host core for each vCPU's thread (`pin[i]` for vCPU `i`; the list's
+    /// length must equal `cpus`, without duplicates). Cores this process
+    /// cannot run on are skipped with a warning on stderr. `None`: no pinning.
+    pub pin: Option<Vec<usize>>,
     /// Kernel command line, e.g. `log=debug`.
     pub cmdline: String,
 }
@@ -113,9 +150,28 @@ pub enum Error {
     /// Zero CPUs were requested.
     #[error("a VM needs at least one CPU")]
     NoCpus,
-    /// More than one CPU was requested.
-    #[error("{0} CPUs requested, but uhyve supports only 1 for now (SMP is not implemented yet)")]
+    /// More CPUs than uhyve supports were requested.
+    #[error("{0} CPUs requested, but uhyve supports at most {max}", max = cpus::MAX_CPUS)]
     TooManyCpus(u32),
+    /// More CPUs than this host's KVM supports were requested.
+    #[error("{requested} CPUs requested, but this host's KVM supports at most {max}")]
+    KvmCpuLimit {
+        /// The requested count.
+        requested: u32,
+        /// KVM's limit (`KVM_CAP_MAX_VCPUS`).
+        max: usize,
+    },
+    /// The pin list does not have one core per vCPU.
+    #[error("{cores} host cores listed for pinning, but the VM has {cpus} CPUs")]
+    PinCount {
+        /// Length of the pin list.
+        cores: usize,
+        /// The CPU count.
+        cpus: u32,
+    },
+    /// The pin list names a core twice.
+    #[error("host core {0} is listed twice for pinning")]
+    DuplicatePin(usize),
     /// The boot data could not be written (e.g. a NUL byte in an argument).
     #[error("invalid boot data: {0}")]
     Boot(hermit_loader::Error),
@@ -135,9 +191,12 @@ pub enum Error {
 /// stderr. Returns an [`Error`] if the VM cannot be started; once the guest
 /// runs, every ending is an [`Outcome`].
 ///
-/// The vCPU runs on the calling thread. While it runs, a timer sends that
-/// thread `SIGRTMIN` every 100 ms (a no-op handler is installed once per
-/// process) so that blocking system calls there may return `EINTR`.
+/// vCPU 0 runs on the calling thread (pinned to `config.pin[0]` while it
+/// runs, then given its old affinity back), every other vCPU on a thread
+/// of its own, all joined before this returns. While a vCPU runs, a timer
+/// sends its thread `SIGRTMIN` every 100 ms, and the VM's end sends it once
+/// more (a no-op handler is installed once per process), so blocking system
+/// calls on the calling thread may return `EINTR`.
 pub fn run(config: &Config) -> Result<Outcome, Error> {
     vm::run(config)
 }

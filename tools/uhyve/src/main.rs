@@ -1,5 +1,5 @@
 //! `uhyve [OPTIONS] IMAGE [ARGS...]`: runs a hermit image under KVM and
-//! exits with its status. Options are parsed by hand: there are four, and
+//! exits with its status. Options are parsed by hand: there are five, and
 //! start-up time matters.
 
 use std::ffi::OsString;
@@ -16,7 +16,11 @@ arguments and this process's environment, and exits with its status.
 Options:
       --mem SIZE         guest memory: bytes or with a K, M, G or T suffix
                          (default 2G; mapped lazily, so large is cheap)
-      --cpus N           number of vCPUs (default 1; only 1 is supported yet)
+      --cpus N           number of vCPUs, 1 to 64 (default 1, or the length
+                         of the --pin list)
+      --pin LIST         pin vCPU i's thread to the i-th host core of LIST,
+                         e.g. 2,3 or 0-3 or 0-1,4 (cores this process cannot
+                         use are skipped with a warning)
       --verbose          print the kernel log to stderr when the VM ends
       --log-level LEVEL  kernel log level: off, error, warn, info, debug or
                          trace (passed as log=LEVEL on the kernel command line)
@@ -30,6 +34,7 @@ const DEFAULT_MEM: u64 = 2 << 30;
 struct Cli {
     mem: u64,
     cpus: u32,
+    pin: Option<Vec<usize>>,
     verbose: bool,
     log_level: Option<String>,
     image: PathBuf,
@@ -62,7 +67,8 @@ fn parse_size(s: &str) -> Option<u64> {
 fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut args = args.into_iter();
     let mut mem = DEFAULT_MEM;
-    let mut cpus = 1;
+    let mut cpus = None;
+    let mut pin: Option<Vec<usize>> = None;
     let mut verbose = false;
     let mut log_level = None;
     let utf8 = |a: OsString| {
@@ -98,9 +104,17 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
             }
             "--cpus" => {
                 let v = value("--cpus")?;
-                cpus = v
-                    .parse()
-                    .map_err(|_| format!("invalid --cpus value '{v}': expected a number"))?;
+                cpus = Some(
+                    v.parse()
+                        .map_err(|_| format!("invalid --cpus value '{v}': expected a number"))?,
+                );
+            }
+            "--pin" => {
+                let v = value("--pin")?;
+                pin = Some(
+                    uhyve::cpus::parse_core_list(&v)
+                        .map_err(|e| format!("invalid --pin list '{v}': {e}"))?,
+                );
             }
             "--log-level" => {
                 let v = value("--log-level")?;
@@ -125,9 +139,15 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     for a in args {
         guest_args.push(utf8(a)?);
     }
+    let cpus = match (cpus, &pin) {
+        (Some(n), _) => n,
+        (None, Some(list)) => list.len() as u32,
+        (None, None) => 1,
+    };
     Ok(Request::Run(Cli {
         mem,
         cpus,
+        pin,
         verbose,
         log_level,
         image: PathBuf::from(image),
@@ -154,6 +174,7 @@ fn main() -> ExitCode {
         env,
         mem_size: cli.mem,
         cpus: cli.cpus,
+        pin: cli.pin,
         cmdline: cli
             .log_level
             .map(|l| format!("log={l}"))
@@ -228,6 +249,7 @@ mod tests {
             Cli {
                 mem: 512 << 20,
                 cpus: 1,
+                pin: None,
                 verbose: true,
                 log_level: Some("debug".into()),
                 image: "img".into(),
@@ -240,6 +262,23 @@ mod tests {
         assert_eq!(cli.image, PathBuf::from("-img"));
         assert_eq!(cli.mem, DEFAULT_MEM);
         assert_eq!(run(&["--help", "x"]), Ok(Request::Help));
+    }
+
+    #[test]
+    fn pin_lists_set_the_cpu_count() {
+        let Ok(Request::Run(cli)) = run(&["--pin", "0-1,4", "img"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!((cli.cpus, cli.pin), (3, Some(vec![0, 1, 4])));
+        // An explicit count is kept; uhyve::run reports a mismatch.
+        let Ok(Request::Run(cli)) = run(&["--pin=1", "--cpus", "2", "img"]) else {
+            panic!("parse failed");
+        };
+        assert_eq!((cli.cpus, cli.pin), (2, Some(vec![1])));
+        for bad in ["3-1", "a", "1,,2", "", "1,1"] {
+            let err = run(&["--pin", bad, "img"]).unwrap_err();
+            assert!(err.starts_with("invalid --pin list"), "{err}");
+        }
     }
 
     #[test]

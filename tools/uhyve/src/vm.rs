@@ -1,20 +1,34 @@
-//! The KVM side: creating the VM, placing the boot data, running the vCPU.
+//! The KVM side: creating the VM, placing the boot data, running the vCPUs.
+//!
+//! vCPU 0 runs on the thread that called [`run`]; every application
+//! processor is created when the guest starts it (`StartCpu`) and runs on a
+//! host thread of its own. The first vCPU that ends the VM (Exit, a fault,
+//! a broken hypercall, ...) records the ending and kicks the others
+//! (`immediate_exit` plus [`kick_signal`]), so each leaves `KVM_RUN`
+//! promptly; vCPU 0's thread joins them and reads the kernel log.
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hermit_interface::hypercall::errno;
 use hermit_interface::{
     GDT_KERNEL_CODE, GDT_KERNEL_DATA, MAX_MEMORY_REGIONS, MemoryRegion, Platform,
 };
-use hermit_loader::{BootParams, Dest, Image, LoadedImage};
+use hermit_loader::{BootParams, Dest, Image};
 use kvm_bindings::{
-    KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED, kvm_enable_cap, kvm_regs,
-    kvm_segment, kvm_userspace_memory_region,
+    CpuId, KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED,
+    KVM_MP_STATE_RUNNABLE, kvm_enable_cap, kvm_mp_state, kvm_regs, kvm_segment,
+    kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::hypercall::{Action, HostOutput, Hypercalls, read_log};
+use crate::cpus::{self, MAX_CPUS};
+use crate::hypercall::{
+    Action, HostOutput, Hypercalls, StartRequest, read_log, store_start_result,
+};
 use crate::layout::{GDT_ADDR, Layout, PAGE_TABLES_ADDR};
 use crate::{Config, Error, Outcome};
 
@@ -32,19 +46,11 @@ const EFER_LMA: u64 = 1 << 10;
 const EFER_NXE: u64 = 1 << 11;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
-/// How often the vCPU is kicked out of `KVM_RUN` to look for a dead halt.
+/// How often each vCPU is kicked out of `KVM_RUN` to look for a dead halt.
 const HALT_CHECK_PERIOD: Duration = Duration::from_millis(100);
 
 /// Interrupt routes reserved for a (future, user-space) IOAPIC.
 const IOAPIC_PINS: u64 = 24;
-
-/// A VM with its memory. Field order is drop order: the vCPU and VM fds
-/// close before the memory they point into is unmapped.
-struct Vm {
-    vcpu: VcpuFd,
-    _vm: VmFd,
-    mem: GuestMemoryMmap,
-}
 
 /// Opens `/dev/kvm` and checks the API version.
 pub(crate) fn open_kvm() -> Result<Kvm, Error> {
@@ -59,13 +65,51 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
 }
 
+/// Checks the CPU count and pin list; returns the host core of each vCPU
+/// (`None`: unpinned), warning once on stderr about cores this process
+/// cannot use.
+fn plan_pins(config: &Config) -> Result<Vec<Option<usize>>, Error> {
+    let n = config.cpus as usize;
+    let Some(list) = &config.pin else {
+        return Ok(vec![None; n]);
+    };
+    if list.len() != n {
+        return Err(Error::PinCount {
+            cores: list.len(),
+            cpus: config.cpus,
+        });
+    }
+    for (i, core) in list.iter().enumerate() {
+        if list[..i].contains(core) {
+            return Err(Error::DuplicatePin(*core));
+        }
+    }
+    let host = cpus::host_cores().unwrap_or_default();
+    let missing: Vec<String> = list
+        .iter()
+        .filter(|c| !host.contains(c))
+        .map(usize::to_string)
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "uhyve: warning: host core(s) {} not available to this process; their vCPUs run unpinned",
+            missing.join(", ")
+        );
+    }
+    Ok(list
+        .iter()
+        .map(|c| host.contains(c).then_some(*c))
+        .collect())
+}
+
 /// Boots `config` and runs it to the end; see [`crate::run`].
 pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
     match config.cpus {
         0 => return Err(Error::NoCpus),
-        1 => {}
-        n => return Err(Error::TooManyCpus(n)),
+        n if n > MAX_CPUS => return Err(Error::TooManyCpus(n)),
+        _ => {}
     }
+    let pins = plan_pins(config)?;
     let file = std::fs::read(&config.image).map_err(|source| Error::ImageRead {
         path: config.image.clone(),
         source,
@@ -79,25 +123,48 @@ pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
     let layout = Layout::plan(config.mem_size, boot_info_size, &image)?;
 
     let kvm = open_kvm()?;
-    let mut vm = create_vm(&kvm, &layout, config.mem_size)?;
+    if config.cpus > 1 {
+        let max = kvm.get_max_vcpus();
+        if config.cpus as usize > max {
+            return Err(Error::KvmCpuLimit {
+                requested: config.cpus,
+                max,
+            });
+        }
+    }
+    let (vm, mem, vcpu) = create_vm(&kvm, &layout, config.mem_size)?;
     // Overlapping this (~0.3 ms: each CPUID traps to the outer hypervisor)
     // with VM creation on a second thread was measured: no gain on 2 cores.
-    let cpuid = kvm
+    let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-    vm.vcpu
-        .set_cpuid2(&cpuid)
-        .map_err(kvm_err("KVM_SET_CPUID2"))?;
-    let tsc_khz = vm.vcpu.get_tsc_khz().map_or(0, u64::from);
+    set_apic_id(&mut cpuid, 0);
+    vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+    let tsc_khz = vcpu.get_tsc_khz().map_or(0, u64::from);
 
-    let (loaded, boot_info) = write_boot_data(&vm.mem, &layout, &image, config, tsc_khz)?;
+    let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz)?;
     drop(file);
-    set_registers(&vm.vcpu, &loaded, &layout, boot_info)?;
-    Ok(vm.run())
+    set_registers(&vcpu, &entry)?;
+    install_kick_handler();
+    let machine = Arc::new(Machine {
+        vm,
+        mem,
+        cpu_count: config.cpus,
+        cpuid: (config.cpus > 1).then_some(cpuid),
+        pins,
+        stop: AtomicBool::new(false),
+        state: Mutex::new(State::new(config.cpus as usize)),
+        calls: Mutex::new(Hypercalls::with_cpus(HostOutput, config.cpus)),
+    });
+    Ok(machine.run_bsp(vcpu))
 }
 
-/// Creates the VM with its memory slots, local APIC and one vCPU.
-fn create_vm(kvm: &Kvm, layout: &Layout, mem_size: u64) -> Result<Vm, Error> {
+/// Creates the VM with its memory slots, local APIC and vCPU 0.
+fn create_vm(
+    kvm: &Kvm,
+    layout: &Layout,
+    mem_size: u64,
+) -> Result<(VmFd, GuestMemoryMmap, VcpuFd), Error> {
     let vm = kvm
         .create_vm()
         .map_err(|e| Error::NoKvm(format!("cannot create a VM: {e}")))?;
@@ -118,13 +185,14 @@ fn create_vm(kvm: &Kvm, layout: &Layout, mem_size: u64) -> Result<Vm, Error> {
             memory_size: region.len(),
             userspace_addr: region.as_ptr() as u64,
         };
-        // SAFETY: the host range is a live mapping owned by `mem`, which `Vm`
-        // keeps alive until after the VM fd is closed; slots do not overlap
-        // because the layout's RAM ranges do not.
+        // SAFETY: the host range is a live mapping owned by `mem`, which the
+        // caller keeps alive until after the VM fd is closed (`Machine`'s
+        // field order); slots do not overlap because the layout's RAM ranges
+        // do not.
         unsafe { vm.set_user_memory_region(region_desc) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     }
-    // An in-kernel local APIC (the kernel's timer and, later, IPIs need
+    // An in-kernel local APIC per vCPU (the kernel's timer and IPIs need
     // one) without the in-kernel PIC and IOAPIC: there are no devices to
     // route, and tearing down a full in-kernel irqchip costs ~13 ms of SRCU
     // grace periods here, against ~0 for the split one. With an in-kernel
@@ -137,17 +205,31 @@ fn create_vm(kvm: &Kvm, layout: &Layout, mem_size: u64) -> Result<Vm, Error> {
     vm.enable_cap(&split)
         .map_err(kvm_err("KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)"))?;
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
-    Ok(Vm { vcpu, _vm: vm, mem })
+    Ok((vm, mem, vcpu))
 }
 
-/// Writes GDT, page tables, image and boot info into guest memory.
+/// Gives the vCPU with index `id` its APIC ID in CPUID: leaf 0x1
+/// `EBX[31:24]` (initial APIC ID) and `EDX` of every leaf 0xB / 0x1F subleaf
+/// (x2APIC ID). KVM gives its in-kernel LAPIC the same ID (the vCPU index).
+fn set_apic_id(cpuid: &mut CpuId, id: u32) {
+    for entry in cpuid.as_mut_slice() {
+        match entry.function {
+            0x1 => entry.ebx = (entry.ebx & 0x00ff_ffff) | ((id & 0xff) << 24),
+            0xb | 0x1f => entry.edx = id,
+            _ => {}
+        }
+    }
+}
+
+/// Writes GDT, page tables, image and boot info into guest memory; returns
+/// where vCPU 0 starts.
 fn write_boot_data(
     mem: &GuestMemoryMmap,
     layout: &Layout,
     image: &Image<'_>,
     config: &Config,
     tsc_khz: u64,
-) -> Result<(LoadedImage, u64), Error> {
+) -> Result<Entry, Error> {
     let start = GDT_ADDR;
     let len = layout.image_end - start;
     let slice = crate::hypercall::guest_slice(mem, start, len).ok_or(Error::MemoryTooSmall {
@@ -178,7 +260,7 @@ fn write_boot_data(
         .map_or(0, |d| d.as_nanos() as u64);
     let params = BootParams {
         platform: Platform::Uhyve,
-        cpu_count: 1,
+        cpu_count: config.cpus,
         tsc_khz,
         boot_time_ns,
         image: &loaded,
@@ -195,7 +277,13 @@ fn write_boot_data(
         &config.env,
     )
     .map_err(boot_err)?;
-    Ok((loaded, written.addr))
+    Ok(Entry {
+        rip: loaded.entry,
+        rsp: layout.stack_top,
+        rdi: written.addr,
+        rsi: 0,
+        cr3: PAGE_TABLES_ADDR,
+    })
 }
 
 fn segment(selector: u16, code: bool) -> kvm_segment {
@@ -216,13 +304,19 @@ fn segment(selector: u16, code: bool) -> kvm_segment {
     }
 }
 
-/// Puts the vCPU straight into 64-bit mode at the entry point.
-fn set_registers(
-    vcpu: &VcpuFd,
-    loaded: &LoadedImage,
-    layout: &Layout,
-    boot_info: u64,
-) -> Result<(), Error> {
+/// The registers a vCPU starts with; everything else is the common long
+/// mode state of [`set_registers`].
+struct Entry {
+    rip: u64,
+    rsp: u64,
+    rdi: u64,
+    rsi: u64,
+    cr3: u64,
+}
+
+/// Puts a vCPU straight into 64-bit mode at `entry` with the boot GDT and
+/// interrupts disabled.
+fn set_registers(vcpu: &VcpuFd, entry: &Entry) -> Result<(), Error> {
     let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
     sregs.cs = segment(GDT_KERNEL_CODE, true);
     let data = segment(GDT_KERNEL_DATA, false);
@@ -231,53 +325,215 @@ fn set_registers(
     sregs.gdt.limit = hermit_loader::GDT_SIZE as u16 - 1;
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
-    sregs.cr3 = PAGE_TABLES_ADDR;
+    sregs.cr3 = entry.cr3;
     sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
     sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
     sregs.efer = EFER_LME | EFER_LMA | EFER_NXE;
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))?;
     let regs = kvm_regs {
-        rip: loaded.entry,
-        rsp: layout.stack_top,
-        rdi: boot_info,
+        rip: entry.rip,
+        rsp: entry.rsp,
+        rdi: entry.rdi,
+        rsi: entry.rsi,
         rflags: 0x2,
         ..Default::default()
     };
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
 }
 
-impl Vm {
-    /// Called when the ticker kicked the vCPU out of `KVM_RUN`: a vCPU that
-    /// is halted with interrupts disabled on two consecutive ticks can never
-    /// wake up (uhyve sends no NMIs), so the VM ends instead of hanging.
-    fn check_halt(&self, halted_ticks: &mut u32) -> Action {
-        let halted = self
-            .vcpu
-            .get_mp_state()
-            .is_ok_and(|s| s.mp_state == KVM_MP_STATE_HALTED);
-        let masked = self
-            .vcpu
-            .get_regs()
-            .is_ok_and(|r| r.rflags & RFLAGS_IF == 0);
-        if !(halted && masked) {
-            *halted_ticks = 0;
-            return Action::Continue;
+/// How a vCPU ended the VM: the exit status, or why it ended abnormally.
+type Ending = Result<i32, String>;
+
+/// A way to make a vCPU thread leave `KVM_RUN` now: its `immediate_exit`
+/// flag (for a thread about to enter) and a signal (for one inside).
+struct Kick {
+    thread: libc::pthread_t,
+    immediate_exit: *mut u8,
+}
+
+// SAFETY: a `Kick` is only used while `State`'s lock is held, and its
+// thread removes it under that lock before it exits and before its vCPU fd
+// (whose `kvm_run` mapping `immediate_exit` points into) is dropped; so both
+// the thread id and the pointer are valid whenever another thread uses them.
+unsafe impl Send for Kick {}
+
+impl Kick {
+    fn kick(&self) {
+        // SAFETY: see `unsafe impl Send`: the mapping is alive. The byte is
+        // only ever written with this atomic store on the host side (KVM
+        // reads it on entry), which is what the field exists for.
+        unsafe { AtomicU8::from_ptr(self.immediate_exit) }.store(1, Ordering::SeqCst);
+        // SAFETY: the thread is alive (see above); the signal's handler is
+        // installed (`install_kick_handler`) and does nothing.
+        unsafe { libc::pthread_kill(self.thread, kick_signal()) };
+    }
+}
+
+/// Shared per-VM bookkeeping, behind one lock.
+struct State {
+    /// vCPUs that are running (vCPU 0 from the start).
+    started: Vec<bool>,
+    /// vCPUs halted with interrupts disabled on two ticks in a row.
+    dead: Vec<bool>,
+    /// How to kick each running vCPU's thread.
+    kicks: Vec<Option<Kick>>,
+    /// Threads of started application processors, joined by vCPU 0's.
+    threads: Vec<JoinHandle<()>>,
+    /// The first ending; later ones are dropped.
+    ending: Option<Ending>,
+}
+
+impl State {
+    fn new(cpus: usize) -> Self {
+        let mut started = vec![false; cpus];
+        started[0] = true;
+        Self {
+            started,
+            dead: vec![false; cpus],
+            kicks: (0..cpus).map(|_| None).collect(),
+            threads: Vec::new(),
+            ending: None,
         }
-        *halted_ticks += 1;
-        if *halted_ticks < 2 {
-            return Action::Continue;
+    }
+}
+
+/// A running VM shared by its vCPU threads. Field order is drop order: the
+/// VM fd closes before the memory it points into is unmapped (vCPU fds are
+/// dropped by their threads, which hold a reference to the machine).
+struct Machine {
+    vm: VmFd,
+    mem: GuestMemoryMmap,
+    cpu_count: u32,
+    /// CPUID for application processors (before their APIC ID is set).
+    cpuid: Option<CpuId>,
+    /// Host core of each vCPU's thread, if pinned.
+    pins: Vec<Option<usize>>,
+    /// Set once the VM ends; vCPU loops check it before every entry.
+    stop: AtomicBool,
+    state: Mutex<State>,
+    calls: Mutex<Hypercalls<HostOutput>>,
+}
+
+/// Locks `m`, ignoring poisoning: the data stays consistent because every
+/// critical section only sets plain fields.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes a vCPU's [`Kick`] when its loop ends (also when it unwinds).
+struct Registered<'a> {
+    machine: &'a Machine,
+    cpu: usize,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.machine.state).kicks[self.cpu] = None;
+        if std::thread::panicking() {
+            self.machine.end(
+                self.cpu,
+                Err(format!(
+                    "uhyve bug: the thread of vCPU {} panicked",
+                    self.cpu
+                )),
+            );
         }
-        Action::Abort("the guest halted with interrupts disabled".into())
+    }
+}
+
+impl Machine {
+    /// Runs vCPU 0 on this thread until the VM ends, joins the other vCPU
+    /// threads and collects the outcome.
+    fn run_bsp(self: Arc<Self>, mut vcpu: VcpuFd) -> Outcome {
+        let saved = self.pins[0].and_then(|core| {
+            let saved = cpus::affinity()?;
+            cpus::pin_current_thread(core).ok().map(|()| saved)
+        });
+        self.run_vcpu(0, &mut vcpu);
+        if let Some(saved) = saved {
+            // Best effort: the caller's thread gets its old cores back.
+            let _ = cpus::set_affinity(&saved);
+        }
+        // Once `stop` is set no thread is added, so this drains them all.
+        loop {
+            // Not held while joining: the thread takes the lock to leave.
+            let Some(thread) = lock(&self.state).threads.pop() else {
+                break;
+            };
+            if thread.join().is_err() {
+                self.end(0, Err("uhyve bug: a vCPU thread panicked".into()));
+            }
+        }
+        drop(vcpu);
+        let ending = lock(&self.state)
+            .ending
+            .take()
+            .unwrap_or_else(|| Err("uhyve bug: the VM stopped without a reason".into()));
+        let log_ring = lock(&self.calls).log_ring;
+        let kernel_log = match log_ring {
+            None => Vec::new(),
+            Some(ring) => read_log(&self.mem, ring).unwrap_or_else(|reason| {
+                format!("[uhyve: cannot read the kernel log ring: {reason}]\n").into_bytes()
+            }),
+        };
+        match ending {
+            Ok(status) => Outcome {
+                status,
+                kernel_log,
+                abnormal: None,
+            },
+            Err(reason) => Outcome {
+                status: 1,
+                kernel_log,
+                abnormal: Some(reason),
+            },
+        }
     }
 
-    /// Runs the vCPU until the guest exits or breaks, then reads the log.
-    fn run(&mut self) -> Outcome {
-        let mut calls = Hypercalls::new(HostOutput);
+    /// The body of an application processor's thread.
+    fn run_ap(self: &Arc<Self>, cpu: usize, mut vcpu: VcpuFd) {
+        if let Some(core) = self.pins[cpu]
+            && let Err(e) = cpus::pin_current_thread(core)
+        {
+            eprintln!("uhyve: warning: cannot pin vCPU {cpu} to host core {core}: {e}");
+        }
+        self.run_vcpu(cpu, &mut vcpu);
+    }
+
+    /// Records the VM's ending (the first one wins) and kicks every other
+    /// vCPU out of `KVM_RUN`.
+    fn end(&self, cpu: usize, ending: Ending) {
+        let mut state = lock(&self.state);
+        state.ending.get_or_insert(ending);
+        self.stop.store(true, Ordering::SeqCst);
+        for (i, kick) in state.kicks.iter().enumerate() {
+            if let Some(kick) = kick
+                && i != cpu
+            {
+                kick.kick();
+            }
+        }
+    }
+
+    /// Runs `vcpu` until the VM ends (by this vCPU or another).
+    fn run_vcpu(self: &Arc<Self>, cpu: usize, vcpu: &mut VcpuFd) {
+        let immediate_exit: *mut u8 = &mut vcpu.get_kvm_run().immediate_exit;
+        lock(&self.state).kicks[cpu] = Some(Kick {
+            // SAFETY: pthread_self has no preconditions.
+            thread: unsafe { libc::pthread_self() },
+            immediate_exit,
+        });
+        let _registered = Registered { machine: self, cpu };
         let _ticker = Ticker::start(HALT_CHECK_PERIOD);
         let mut halted_ticks = 0;
-        let ended = loop {
-            let action = match self.vcpu.run() {
-                Ok(VcpuExit::IoOut(port, data)) => calls.handle_out(&self.mem, port, data),
+        let ending = loop {
+            if self.stop.load(Ordering::SeqCst) {
+                break None;
+            }
+            let action = match vcpu.run() {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    lock(&self.calls).handle_out(&self.mem, port, data)
+                }
                 Ok(VcpuExit::IoIn(_, data)) => {
                     // No devices: reads float high, like an empty ISA bus.
                     data.fill(0xff);
@@ -288,13 +544,13 @@ impl Vm {
                     Action::Continue
                 }
                 Ok(VcpuExit::MmioWrite(..)) => Action::Continue,
-                Ok(VcpuExit::Intr) => self.check_halt(&mut halted_ticks),
+                Ok(VcpuExit::Intr) => self.check_halt(cpu, vcpu, &mut halted_ticks),
                 Ok(VcpuExit::Hlt) => Action::Abort("the guest halted".into()),
                 Ok(VcpuExit::Shutdown) => {
                     Action::Abort("the guest shut down (triple fault)".into())
                 }
                 Ok(VcpuExit::InternalError) => {
-                    let run = self.vcpu.get_kvm_run();
+                    let run = vcpu.get_kvm_run();
                     // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so
                     // `internal` is the union member KVM filled in.
                     let suberror = unsafe { run.__bindgen_anon_1.internal.suberror };
@@ -307,41 +563,174 @@ impl Vm {
                     Action::Abort(format!("the guest raised system event {kind}"))
                 }
                 Ok(other) => Action::Abort(format!("unexpected VM exit {other:?}")),
-                Err(e) if e.errno() == libc::EINTR => self.check_halt(&mut halted_ticks),
+                Err(e) if e.errno() == libc::EINTR => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        break None;
+                    }
+                    self.check_halt(cpu, vcpu, &mut halted_ticks)
+                }
                 Err(e) if e.errno() == libc::EAGAIN => Action::Continue,
                 Err(e) => Action::Abort(format!("KVM_RUN failed: {e}")),
             };
+            let action = match action {
+                Action::StartCpu(request) => self.start_cpu(&request),
+                other => other,
+            };
             match action {
-                Action::Continue => {}
-                Action::Exit(status) => break Ok(status),
-                Action::Abort(reason) => break Err(reason),
+                Action::Continue | Action::StartCpu(_) => {}
+                Action::Exit(status) => break Some(Ok(status)),
+                Action::Abort(reason) => break Some(Err(self.describe(cpu, vcpu, &reason))),
             }
         };
-        let kernel_log = match calls.log_ring {
-            None => Vec::new(),
-            Some(ring) => read_log(&self.mem, ring).unwrap_or_else(|reason| {
-                format!("[uhyve: cannot read the kernel log ring: {reason}]\n").into_bytes()
-            }),
-        };
-        match ended {
-            Ok(status) => Outcome {
-                status,
-                kernel_log,
-                abnormal: None,
-            },
-            Err(reason) => {
-                let rip = self
-                    .vcpu
-                    .get_regs()
-                    .map_or_else(|_| String::new(), |r| format!(" at rip {:#x}", r.rip));
-                Outcome {
-                    status: 1,
-                    kernel_log,
-                    abnormal: Some(format!("{reason}{rip}")),
-                }
-            }
+        if let Some(ending) = ending {
+            self.end(cpu, ending);
         }
     }
+
+    /// An abnormal ending's message: which vCPU (if there are several) and
+    /// where it was.
+    fn describe(&self, cpu: usize, vcpu: &VcpuFd, reason: &str) -> String {
+        let rip = vcpu
+            .get_regs()
+            .map_or_else(|_| String::new(), |r| format!(" at rip {:#x}", r.rip));
+        if self.cpu_count > 1 {
+            format!("vCPU {cpu}: {reason}{rip}")
+        } else {
+            format!("{reason}{rip}")
+        }
+    }
+
+    /// Called when the ticker kicked `vcpu` out of `KVM_RUN`. A vCPU halted
+    /// with interrupts disabled on two consecutive ticks is dead unless
+    /// another vCPU sends it an NMI or INIT; when every started vCPU is dead
+    /// nothing can wake any of them (uhyve sends no interrupts), so the VM
+    /// ends instead of hanging.
+    fn check_halt(&self, cpu: usize, vcpu: &VcpuFd, halted_ticks: &mut u32) -> Action {
+        let halted = vcpu
+            .get_mp_state()
+            .is_ok_and(|s| s.mp_state == KVM_MP_STATE_HALTED);
+        let masked = vcpu.get_regs().is_ok_and(|r| r.rflags & RFLAGS_IF == 0);
+        if !(halted && masked) {
+            if *halted_ticks >= 2 {
+                lock(&self.state).dead[cpu] = false;
+            }
+            *halted_ticks = 0;
+            return Action::Continue;
+        }
+        *halted_ticks = halted_ticks.saturating_add(1);
+        if *halted_ticks < 2 {
+            return Action::Continue;
+        }
+        let mut state = lock(&self.state);
+        state.dead[cpu] = true;
+        let all_dead = state
+            .started
+            .iter()
+            .zip(&state.dead)
+            .all(|(&s, &d)| !s || d);
+        if !all_dead {
+            return Action::Continue;
+        }
+        if self.cpu_count == 1 {
+            Action::Abort("the guest halted with interrupts disabled".into())
+        } else {
+            let n = state.started.iter().filter(|&&s| s).count();
+            Action::Abort(format!(
+                "all {n} started vCPUs halted with interrupts disabled"
+            ))
+        }
+    }
+
+    /// Serves a checked StartCpu request on the calling vCPU's thread:
+    /// creates the vCPU, gives it its own thread and stores the result
+    /// before the caller resumes.
+    fn start_cpu(self: &Arc<Self>, request: &StartRequest) -> Action {
+        let cpu = request.cpu as usize;
+        let mut state = lock(&self.state);
+        if self.stop.load(Ordering::SeqCst) {
+            // The VM is ending; the caller stops before it resumes.
+            return Action::Continue;
+        }
+        if state.started.get(cpu) != Some(&false) {
+            drop(state);
+            return store_start_result(&self.mem, request.block, -errno::EINVAL);
+        }
+        let vcpu = match self.create_ap(request) {
+            Ok(vcpu) => vcpu,
+            Err(e) => return Action::Abort(format!("cannot start vCPU {cpu}: {e}")),
+        };
+        let machine = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name(format!("vcpu{cpu}"))
+            .spawn(move || machine.run_ap(cpu, vcpu));
+        match thread {
+            Ok(thread) => {
+                state.started[cpu] = true;
+                state.threads.push(thread);
+            }
+            Err(e) => {
+                return Action::Abort(format!("cannot start a host thread for vCPU {cpu}: {e}"));
+            }
+        }
+        drop(state);
+        store_start_result(&self.mem, request.block, 0)
+    }
+
+    /// Creates application processor `request.cpu` in long mode at the
+    /// requested entry, ready to run.
+    fn create_ap(&self, request: &StartRequest) -> Result<VcpuFd, Error> {
+        let vcpu = self
+            .vm
+            .create_vcpu(u64::from(request.cpu))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        if let Some(cpuid) = &self.cpuid {
+            let mut cpuid = cpuid.clone();
+            set_apic_id(&mut cpuid, request.cpu);
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        }
+        set_registers(
+            &vcpu,
+            &Entry {
+                rip: request.entry,
+                rsp: request.stack_top,
+                rdi: request.arg,
+                rsi: u64::from(request.cpu),
+                cr3: request.cr3,
+            },
+        )?;
+        // With an in-kernel LAPIC an AP starts in "wait for SIPI"; it is
+        // started directly instead.
+        vcpu.set_mp_state(kvm_mp_state {
+            mp_state: KVM_MP_STATE_RUNNABLE,
+        })
+        .map_err(kvm_err("KVM_SET_MP_STATE"))?;
+        Ok(vcpu)
+    }
+}
+
+/// The signal that kicks a vCPU thread; its handler does nothing.
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Installs the no-op handler of [`kick_signal`] (once per process), so the
+/// signal interrupts `KVM_RUN` with `EINTR` instead of killing the process.
+fn install_kick_handler() {
+    static HANDLER: Once = Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: an all-zero `sigaction` is a valid value (empty mask, no
+        // flags); the handler is an `extern "C"` function that does nothing,
+        // so it is async-signal-safe. Without SA_RESTART the interrupted
+        // KVM_RUN returns EINTR, which is the point.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
+        }
+    });
 }
 
 /// A per-thread POSIX timer that periodically sends [`kick_signal`] to the
@@ -349,30 +738,11 @@ impl Vm {
 /// `EINTR` and the loop can look at the vCPU. Deleted on drop.
 struct Ticker(libc::timer_t);
 
-/// The signal that kicks the vCPU thread; its handler does nothing.
-fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN()
-}
-
-extern "C" fn ignore_signal(_: libc::c_int) {}
-
 impl Ticker {
     /// Starts the timer; `None` if the host refuses (then dead halts hang,
     /// as with any other KVM user).
     fn start(period: Duration) -> Option<Self> {
-        static HANDLER: Once = Once::new();
-        HANDLER.call_once(|| {
-            // SAFETY: an all-zero `sigaction` is a valid value (empty mask,
-            // no flags); the handler is an `extern "C"` function that does
-            // nothing, so it is async-signal-safe. Without SA_RESTART the
-            // interrupted KVM_RUN returns EINTR, which is the point.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = ignore_signal as extern "C" fn(libc::c_int) as usize;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(kick_signal(), &action, std::ptr::null_mut());
-            }
-        });
+        install_kick_handler();
         // SAFETY: an all-zero `sigevent` is valid; the fields set below ask
         // for `kick_signal` to be sent to this thread (SIGEV_THREAD_ID).
         let mut event: libc::sigevent = unsafe { std::mem::zeroed() };

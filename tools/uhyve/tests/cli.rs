@@ -73,7 +73,15 @@ fn bad_images() {
 
     let ok = Guest::new().write("cli-ok");
     let ok = ok.to_str().unwrap();
-    assert_one_line_error(&uhyve(&["--cpus", "2", ok]), "only 1");
+    assert_one_line_error(
+        &uhyve(&["--cpus", "65", ok]),
+        "65 CPUs requested, but uhyve supports at most 64",
+    );
+    assert_one_line_error(&uhyve(&["--pin", "3-1", ok]), "invalid --pin list '3-1'");
+    assert_one_line_error(
+        &uhyve(&["--cpus", "3", "--pin", "0,1", ok]),
+        "2 host cores listed for pinning, but the VM has 3 CPUs",
+    );
     assert_one_line_error(&uhyve(&["--cpus", "0", ok]), "at least one CPU");
     assert_one_line_error(&uhyve(&["--mem", "1M", ok]), "too small");
     assert_one_line_error(&uhyve(&["--mem", "2T", ok]), "too many");

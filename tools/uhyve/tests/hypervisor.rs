@@ -193,10 +193,10 @@ fn setup_errors_are_typed() {
     g.exit(EXIT, 0);
     let image = g.write("setup");
     let mut c = config(image.clone());
-    c.cpus = 2;
+    c.cpus = 65;
     let err = uhyve::run(&c).unwrap_err();
-    assert!(matches!(err, uhyve::Error::TooManyCpus(2)), "{err}");
-    assert!(err.to_string().contains("only 1"));
+    assert!(matches!(err, uhyve::Error::TooManyCpus(65)), "{err}");
+    assert!(err.to_string().contains("at most 64"), "{err}");
     c.cpus = 0;
     assert!(matches!(uhyve::run(&c), Err(uhyve::Error::NoCpus)));
 

@@ -2,6 +2,8 @@
 //! x86_64 instructions they need and a static-PIE ELF writer.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod smp;
+
 use std::path::PathBuf;
 
 use hermit_interface::hypercall::Nr;
@@ -154,6 +156,149 @@ impl Guest {
         self
     }
 
+    /// `mov dst, src` (64-bit).
+    pub fn mov(&mut self, dst: Reg, src: Reg) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0x89, 0xc0 | ((src as u8) << 3) | dst as u8]);
+        self
+    }
+
+    /// `add dst, src` (64-bit).
+    pub fn add(&mut self, dst: Reg, src: Reg) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0x01, 0xc0 | ((src as u8) << 3) | dst as u8]);
+        self
+    }
+
+    /// `sub dst, src` (64-bit).
+    pub fn sub(&mut self, dst: Reg, src: Reg) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0x29, 0xc0 | ((src as u8) << 3) | dst as u8]);
+        self
+    }
+
+    /// `shl reg, n` (64-bit).
+    pub fn shl(&mut self, reg: Reg, n: u8) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0xc1, 0xe0 | reg as u8, n]);
+        self
+    }
+
+    /// `shr reg, n` (64-bit).
+    pub fn shr(&mut self, reg: Reg, n: u8) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0xc1, 0xe8 | reg as u8, n]);
+        self
+    }
+
+    /// `cmp reg, imm8` (sign-extended, 64-bit).
+    pub fn cmp_imm(&mut self, reg: Reg, imm: i8) -> &mut Self {
+        self.code
+            .extend_from_slice(&[0x48, 0x83, 0xf8 | reg as u8, imm as u8]);
+        self
+    }
+
+    /// `lock inc qword [base]`.
+    pub fn lock_inc(&mut self, base: Reg) -> &mut Self {
+        self.code.extend_from_slice(&[0xf0, 0x48, 0xff, base as u8]);
+        self
+    }
+
+    /// `mov dword [base], imm32`.
+    pub fn store32_imm(&mut self, base: Reg, imm: u32) -> &mut Self {
+        self.code.extend_from_slice(&[0xc7, base as u8]);
+        self.code.extend_from_slice(&imm.to_le_bytes());
+        self
+    }
+
+    /// `push reg`.
+    pub fn push(&mut self, reg: Reg) -> &mut Self {
+        self.code.push(0x50 + reg as u8);
+        self
+    }
+
+    /// `pop reg`.
+    pub fn pop(&mut self, reg: Reg) -> &mut Self {
+        self.code.push(0x58 + reg as u8);
+        self
+    }
+
+    /// `cpuid`.
+    pub fn cpuid(&mut self) -> &mut Self {
+        self.code.extend_from_slice(&[0x0f, 0xa2]);
+        self
+    }
+
+    /// `rdtsc` combined into `rax` (clobbers `rdx`).
+    pub fn rdtsc(&mut self) -> &mut Self {
+        self.code.extend_from_slice(&[0x0f, 0x31]);
+        self.shl(Reg::Rdx, 32).raw(&[0x48, 0x09, 0xd0]) // or rax, rdx
+    }
+
+    /// `mov reg, cr3`.
+    pub fn read_cr3(&mut self, reg: Reg) -> &mut Self {
+        self.code.extend_from_slice(&[0x0f, 0x20, 0xd8 | reg as u8]);
+        self
+    }
+
+    /// `pause`.
+    pub fn pause(&mut self) -> &mut Self {
+        self.code.extend_from_slice(&[0xf3, 0x90]);
+        self
+    }
+
+    /// `cli`.
+    pub fn cli(&mut self) -> &mut Self {
+        self.code.push(0xfa);
+        self
+    }
+
+    /// `sti`.
+    pub fn sti(&mut self) -> &mut Self {
+        self.code.push(0xfb);
+        self
+    }
+
+    /// `jmp target` (rel32).
+    pub fn jmp(&mut self, target: u64) -> &mut Self {
+        let rel = (target as i64 - (self.here() as i64 + 5)) as i32;
+        self.code.push(0xe9);
+        self.code.extend_from_slice(&rel.to_le_bytes());
+        self
+    }
+
+    /// `jne target` (rel32).
+    pub fn jne(&mut self, target: u64) -> &mut Self {
+        self.jcc(0x85, target)
+    }
+
+    /// `je target` (rel32).
+    pub fn je(&mut self, target: u64) -> &mut Self {
+        self.jcc(0x84, target)
+    }
+
+    /// `jae target` (rel32; unsigned `>=` after `cmp`).
+    pub fn jae(&mut self, target: u64) -> &mut Self {
+        self.jcc(0x83, target)
+    }
+
+    fn jcc(&mut self, op: u8, target: u64) -> &mut Self {
+        let rel = (target as i64 - (self.here() as i64 + 6)) as i32;
+        self.code.extend_from_slice(&[0x0f, op]);
+        self.code.extend_from_slice(&rel.to_le_bytes());
+        self
+    }
+
+    /// Pads with `nop`s up to link address `at` (code placed at a fixed
+    /// address can be jumped to before it is written).
+    pub fn pad_to(&mut self, at: u64) -> &mut Self {
+        assert!(self.here() <= at, "code runs past {at:#x}");
+        while self.here() < at {
+            self.code.push(0x90);
+        }
+        self
+    }
+
     /// Raw machine code.
     pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
         self.code.extend_from_slice(bytes);
@@ -253,6 +398,7 @@ pub fn config(image: PathBuf) -> uhyve::Config {
         env: vec![],
         mem_size: 64 << 20,
         cpus: 1,
+        pin: None,
         cmdline: String::new(),
     }
 }
