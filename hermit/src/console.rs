@@ -30,6 +30,9 @@ static WRITE_PARAMS: Mutex<hc::Write> = Mutex::new(hc::Write {
     result: 0,
 });
 
+/// Serialises writes to the serial ports.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 static EXIT_PARAMS: Mutex<hc::Exit> = Mutex::new(hc::Exit { status: 0 });
 
 pub(crate) fn init(platform: Platform) {
@@ -75,7 +78,16 @@ pub fn write(stream: Stream, bytes: &[u8]) -> usize {
                 Stream::Stdout => qemu::STDOUT_PORT,
                 Stream::Stderr => qemu::STDERR_PORT,
             };
+            // One writer at a time: a `rep outsb` may reach the device in
+            // several exits, and two CPUs' strings would interleave.
+            let were = x86_64::instructions::interrupts::are_enabled();
+            x86_64::instructions::interrupts::disable();
+            let guard = SERIAL.lock();
             SerialPort::new(port).write(bytes);
+            drop(guard);
+            if were {
+                x86_64::instructions::interrupts::enable();
+            }
             bytes.len()
         }
         None => 0,

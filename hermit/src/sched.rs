@@ -541,6 +541,11 @@ pub(crate) fn current_id() -> u32 {
     current().0.id
 }
 
+/// The core the caller runs on.
+pub(crate) fn current_core() -> usize {
+    this_core()
+}
+
 /// Number of tasks alive (idle tasks included).
 pub(crate) fn live_tasks() -> usize {
     LIVE_TASKS.load(Ordering::Relaxed)
@@ -548,6 +553,7 @@ pub(crate) fn live_tasks() -> usize {
 
 /// Number of cores that run the scheduler.
 pub(crate) fn cores_online() -> usize {
+    ensure_started();
     CORES_ONLINE.load(Ordering::Acquire)
 }
 

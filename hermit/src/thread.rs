@@ -162,6 +162,11 @@ pub fn current_id() -> u32 {
     ksched::current_id()
 }
 
+/// The index of the CPU the calling thread runs on (0: the boot CPU).
+pub fn current_core() -> usize {
+    ksched::current_core()
+}
+
 /// Number of live kernel tasks, idle tasks included.
 pub fn live_tasks() -> usize {
     ksched::live_tasks()

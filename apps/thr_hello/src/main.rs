@@ -21,7 +21,11 @@ fn main() {
     let handles: Vec<_> = (0..n)
         .map(|i| {
             thread::Builder::new().core(i % cores).spawn(move || {
-                println!("Hello from thread {i} (task {})", thread::current_id());
+                println!(
+                    "Hello from thread {i} on core {} (task {})",
+                    thread::current_core(),
+                    thread::current_id()
+                );
                 i
             })
         })
