@@ -173,6 +173,9 @@ pub(crate) fn fail(args: core::fmt::Arguments<'_>) -> ! {
 /// 128 + vector, the way a signal-killed Linux process reports 128 + signal.
 fn report_exception(info: &exception::ExceptionInfo) -> ! {
     crate::eprintln!("hermit: fatal {info}");
+    if info.cr2.is_some_and(crate::mem::in_stack_window) {
+        crate::eprintln!("hermit: a thread overflowed its stack (it hit the guard page below it)");
+    }
     log::error!("fatal {info}");
     crate::console::platform_exit(128 + i32::from(info.vector))
 }

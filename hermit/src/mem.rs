@@ -23,6 +23,14 @@ const HEAP_GROWTH: usize = 256 * 1024;
 /// when the array shifts.
 static FRAMES: Mutex<FrameAllocator<32>> = Mutex::new(FrameAllocator::new());
 static MAPPER: Once<Mutex<arch_x86_64::paging::KernelMapper>> = Once::new();
+/// Virtual window for guarded task stacks: 64 GiB at 64 TiB, far above any
+/// identity-mapped RAM, so a stack overflow hits an unmapped page instead
+/// of the memory below the stack.
+const STACK_WINDOW_START: u64 = 0x4000_0000_0000;
+const STACK_WINDOW_SIZE: u64 = 64 << 30;
+/// Free ranges the stack window can track; stacks freed in any order
+/// fragment it, and the scheduler keeps a cache of freed stacks anyway.
+static STACK_SPACE: Mutex<Option<mm::KernelSpace<256>>> = Mutex::new(None);
 /// The boot memory map (boot info is never reused, so it is not copied).
 static RAM: Once<&'static [MemoryRegion]> = Once::new();
 
@@ -69,6 +77,62 @@ pub(crate) fn reserve_low_page(limit: u64) -> Option<u64> {
         .find(|&start| start.checked_add(PAGE).is_some_and(|end| end <= limit))?;
     frames.reserve(PhysAddr(page), PAGE).ok()?;
     Some(page)
+}
+
+/// A task stack in the stack window with an unmapped guard page below it.
+pub(crate) struct GuardedStack(mm::GuardedRegion);
+
+impl GuardedStack {
+    /// The address just above the stack (16-byte aligned).
+    pub(crate) fn top(&self) -> u64 {
+        self.0.end().0
+    }
+
+    /// The stack's size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.0.size()
+    }
+}
+
+/// Maps a stack of `bytes` (rounded up to whole pages) with a guard page.
+/// Takes the window, page-table and frame locks in that order, with
+/// interrupts off.
+pub(crate) fn alloc_guarded_stack(bytes: usize) -> Option<GuardedStack> {
+    let pages = bytes.div_ceil(PAGE as usize).max(1);
+    let _irq = NoInterrupts::new();
+    let mut space = STACK_SPACE.lock();
+    if space.is_none() {
+        *space = mm::KernelSpace::new(mm::VirtAddr(STACK_WINDOW_START), STACK_WINDOW_SIZE).ok();
+    }
+    let space = space.as_mut()?;
+    let mut mapper = MAPPER.get()?.lock();
+    let mut frames = FRAMES.lock();
+    match space.map_guarded(&mut *mapper, &mut *frames, pages, mm::PageFlags::DATA) {
+        Ok(region) => Some(GuardedStack(region)),
+        Err(e) => {
+            log::warn!("cannot map a {bytes}-byte stack: {e}");
+            None
+        }
+    }
+}
+
+/// Unmaps a stack and returns its frames.
+pub(crate) fn free_guarded_stack(stack: GuardedStack) {
+    let _irq = NoInterrupts::new();
+    let mut space = STACK_SPACE.lock();
+    let (Some(space), Some(mapper)) = (space.as_mut(), MAPPER.get()) else {
+        return;
+    };
+    let mut mapper = mapper.lock();
+    let mut frames = FRAMES.lock();
+    if let Err(e) = space.unmap_guarded(&mut *mapper, &mut *frames, stack.0) {
+        log::warn!("freeing a task stack: {e}");
+    }
+}
+
+/// Whether `addr` is the guard page of a task stack (for fault reports).
+pub(crate) fn in_stack_window(addr: u64) -> bool {
+    (STACK_WINDOW_START..STACK_WINDOW_START + STACK_WINDOW_SIZE).contains(&addr)
 }
 
 /// `count` contiguous frames aligned to `align`, or `None` when memory is exhausted.

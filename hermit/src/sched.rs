@@ -43,9 +43,9 @@ pub(crate) struct Task {
     rsp: UnsafeCell<u64>,
     /// Scheduling state, only touched with the owning core's lock held.
     state: UnsafeCell<TaskState>,
-    /// The stack, `None` for the boot task (which runs on the loader's
-    /// stack). Freed when the task is reaped.
-    _stack: Option<Box<[u128]>>,
+    /// The stack, `None` for the boot task and the APs' idle loops (which
+    /// run on the stacks they booted on). Freed when the task is reaped.
+    _stack: Option<Stack>,
 }
 
 #[derive(Default)]
@@ -249,7 +249,7 @@ impl core::fmt::Display for SpawnError {
 
 impl core::error::Error for SpawnError {}
 
-fn new_task(prio: Priority, core: usize, stack: Option<Box<[u128]>>, rsp: u64) -> TaskRef {
+fn new_task(prio: Priority, core: usize, stack: Option<Stack>, rsp: u64) -> TaskRef {
     LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     TaskRef(Arc::new(Task {
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -267,19 +267,59 @@ impl Drop for Task {
     }
 }
 
-/// A stack of at least `bytes` (rounded up to 16), uninitialised: zeroing
-/// costs time and the task writes before it reads.
-fn alloc_stack(bytes: usize) -> Result<(Box<[u128]>, u64), SpawnError> {
-    let words = bytes.div_ceil(16).max(64);
-    let mut v: Vec<u128> = Vec::new();
-    v.try_reserve_exact(words)
-        .map_err(|_| SpawnError::OutOfMemory)?;
-    // SAFETY: `u128` has no invalid bit patterns and the capacity is
-    // `words`; the contents are never read before the task writes them.
-    unsafe { v.set_len(words) };
-    let stack = v.into_boxed_slice();
-    let top = stack.as_ptr() as u64 + (words as u64) * 16;
-    Ok((stack, top))
+/// A task's stack: mapped in the stack window with an unmapped guard page
+/// below it, so an overflow faults instead of corrupting other memory.
+/// Freed stacks of the default size are kept for reuse, since mapping
+/// costs page-table writes.
+pub(crate) struct Stack(Option<crate::mem::GuardedStack>);
+
+/// Freed stacks kept for reuse, all of [`CACHED_STACK_SIZE`] bytes.
+static STACK_CACHE: Mutex<Vec<crate::mem::GuardedStack>> = Mutex::new(Vec::new());
+/// Size of the stacks the cache keeps.
+const CACHED_STACK_SIZE: u64 = crate::thread::DEFAULT_STACK_SIZE as u64;
+/// At most this many stacks are cached.
+const STACK_CACHE_MAX: usize = 256;
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let Some(stack) = self.0.take() else {
+            return;
+        };
+        if stack.size() == CACHED_STACK_SIZE {
+            let were = irq_disable();
+            let mut cache = STACK_CACHE.lock();
+            let kept = if cache.len() < STACK_CACHE_MAX && cache.try_reserve(1).is_ok() {
+                cache.push(stack);
+                None
+            } else {
+                Some(stack)
+            };
+            drop(cache);
+            irq_restore(were);
+            if let Some(stack) = kept {
+                crate::mem::free_guarded_stack(stack);
+            }
+        } else {
+            crate::mem::free_guarded_stack(stack);
+        }
+    }
+}
+
+/// A stack of at least `bytes` (whole pages) and its top.
+fn alloc_stack(bytes: usize) -> Result<(Stack, u64), SpawnError> {
+    let size = (bytes as u64).div_ceil(4096) * 4096;
+    if size == CACHED_STACK_SIZE {
+        let were = irq_disable();
+        let cached = STACK_CACHE.lock().pop();
+        irq_restore(were);
+        if let Some(stack) = cached {
+            let top = stack.top();
+            return Ok((Stack(Some(stack)), top));
+        }
+    }
+    let stack = crate::mem::alloc_guarded_stack(size as usize).ok_or(SpawnError::OutOfMemory)?;
+    let top = stack.top();
+    Ok((Stack(Some(stack)), top))
 }
 
 static STARTED: spin::Once<()> = spin::Once::new();

@@ -91,6 +91,10 @@ macro_rules! per_hypervisor {
             super::checks(boot_tests::Hypervisor::$hv, 1, &["stress"]);
         }
         #[test]
+        fn stack_overflow_hits_the_guard_page() {
+            super::stack_overflow(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
         fn sleeping_vm_halts() {
             super::sleeping_vm_halts(boot_tests::Hypervisor::$hv);
         }
@@ -149,4 +153,18 @@ fn sleeping_vm_halts(hv: Hypervisor) {
         "the VM used {used:?} of CPU in {wall:?}: the idle core does not halt"
     );
     drop(child);
+}
+
+/// A thread that overflows its stack ends the VM with a CPU-exception
+/// status and a message naming the overflow, instead of corrupting memory.
+fn stack_overflow(hv: Hypervisor) {
+    if !require(hv, "stack_overflow_hits_the_guard_page") {
+        return;
+    }
+    let out = proxy(hv, "panic", &["stack-overflow"], &[]);
+    assert!(
+        matches!(out.status, Some(136) | Some(142)),
+        "double fault (136) or page fault (142) expected: {out:?}"
+    );
+    assert!(out.stderr.contains("overflowed its stack"), "{out:?}");
 }

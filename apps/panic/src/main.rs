@@ -1,7 +1,8 @@
 //! Panics on purpose, to show that a panic's message reaches stderr and the
 //! host sees a non-zero exit status. `panic page-fault` instead touches an
 //! unmapped address, and `panic null` reads through a null pointer, to show
-//! the CPU-exception diagnostic.
+//! the CPU-exception diagnostic; `panic stack-overflow` overflows a
+//! thread's stack into its guard page.
 #![no_std]
 #![no_main]
 
@@ -24,6 +25,24 @@ fn main() {
             let v = unsafe { core::ptr::read_volatile(p) };
             hermit::println!("read {v} through a null pointer?!");
         }
+        Some("stack-overflow") => {
+            // A thread with a 16 KiB stack recurses without end: it must hit
+            // the guard page below its stack, not scribble over memory.
+            let t = hermit::thread::Builder::new()
+                .stack_size(16 * 1024)
+                .spawn(|| recurse(0));
+            match t {
+                Ok(t) => hermit::println!("recursion returned {}?!", t.join()),
+                Err(e) => hermit::println!("spawn failed: {e}"),
+            }
+        }
         _ => panic!("this app panics on purpose"),
     }
+}
+
+/// Recurses forever; each frame keeps a buffer live so the stack grows.
+#[allow(unconditional_recursion, reason = "the overflow is the point")]
+fn recurse(depth: u64) -> u64 {
+    let buf = core::hint::black_box([depth; 32]);
+    core::hint::black_box(recurse(depth + 1)) + buf[0]
 }

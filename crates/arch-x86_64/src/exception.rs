@@ -79,7 +79,7 @@ impl fmt::Display for ExceptionInfo {
         )?;
         if let Some(cr2) = self.cr2 {
             write!(f, "\n  cr2 {cr2:#018x}")?;
-            if let Some(code) = self.error_code {
+            if let Some(code) = self.error_code.filter(|_| self.vector == 14) {
                 let code = PageFaultErrorCode::from_bits_truncate(code);
                 let access = if code.contains(PageFaultErrorCode::INSTRUCTION_FETCH) {
                     "instruction fetch"
@@ -125,7 +125,9 @@ static HANDLER: Once<FatalHandler> = Once::new();
 
 fn fatal(vector: u8, frame: &InterruptStackFrame, error_code: Option<u64>) -> ! {
     let rsp = frame.stack_pointer.as_u64();
-    let cr2 = (vector == 14).then(Cr2::read_raw);
+    // A double fault is usually a page fault that could not be delivered
+    // (stack overflow into a guard page): its CR2 tells where.
+    let cr2 = (vector == 14 || vector == 8).then(Cr2::read_raw);
     let len = (STACK_DUMP_WORDS * 8) as u64;
     let stack = HANDLER
         .get()
