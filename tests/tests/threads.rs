@@ -109,9 +109,10 @@ mod qemu {
     per_hypervisor!(Qemu);
 }
 
-/// `threads idle` sleeps one second with nothing else to run. The idle
-/// loop halts the CPU, so the whole run (boot included) must use far less
-/// host CPU time than its wall time.
+/// `threads idle`: a thread sleeps one second while main is blocked
+/// joining it. Blocked and sleeping threads do not spin and the idle loop
+/// halts the CPU, so the whole run (boot included) must use far less host
+/// CPU time than its wall time.
 fn sleeping_vm_halts(hv: Hypervisor) {
     if !require(hv, "sleeping_vm_halts") {
         return;
