@@ -20,14 +20,23 @@ pub enum Stream {
 
 static PLATFORM: spin::Once<Platform> = spin::Once::new();
 
-/// The hypercall parameter blocks live in the kernel image, which the loader
-/// places below 4 GiB, so their address fits the 32-bit port write.
-static WRITE_PARAMS: Mutex<hc::Write> = Mutex::new(hc::Write {
-    fd: 0,
-    _reserved: 0,
-    buf: 0,
-    len: 0,
-    result: 0,
+/// The `Write` hypercall's parameter block and bounce buffer. They live in
+/// the kernel image, which the loader places below 4 GiB, identity-mapped,
+/// so their addresses are guest-physical and fit the 32-bit port write.
+struct Writer {
+    params: hc::Write,
+    bounce: [u8; 512],
+}
+
+static WRITER: Mutex<Writer> = Mutex::new(Writer {
+    params: hc::Write {
+        fd: 0,
+        _reserved: 0,
+        buf: 0,
+        len: 0,
+        result: 0,
+    },
+    bounce: [0; 512],
 });
 
 /// Serialises writes to the serial ports.
@@ -51,25 +60,45 @@ pub fn write(stream: Stream, bytes: &[u8]) -> usize {
                 Stream::Stdout => 1,
                 Stream::Stderr => 2,
             };
-            let mut params = WRITE_PARAMS.lock();
+            // Interrupts off: a writer preempted with the lock held would
+            // make every other writer spin for a whole time slice.
+            let were = x86_64::instructions::interrupts::are_enabled();
+            x86_64::instructions::interrupts::disable();
+            let mut w = WRITER.lock();
             let mut done = 0;
             while done < bytes.len() {
-                *params = hc::Write {
+                let rest = &bytes[done..];
+                // uhyve reads guest-physical memory; thread stacks live in
+                // a virtual window, so their bytes go through a buffer in
+                // the (identity-mapped) kernel image.
+                let (buf, len) = if crate::mem::in_stack_window(rest.as_ptr() as u64) {
+                    let n = rest.len().min(w.bounce.len());
+                    w.bounce[..n].copy_from_slice(&rest[..n]);
+                    (w.bounce.as_ptr() as u64, n)
+                } else {
+                    (rest.as_ptr() as u64, rest.len())
+                };
+                w.params = hc::Write {
                     fd,
                     _reserved: 0,
-                    buf: bytes[done..].as_ptr() as u64,
-                    len: (bytes.len() - done) as u64,
+                    buf,
+                    len: len as u64,
                     result: 0,
                 };
-                let addr = &raw mut *params as u64;
+                let addr = &raw mut w.params as u64;
                 // SAFETY: `params` is a valid `Write` block below 4 GiB
-                // (kernel image) and the buffer is live for the call.
+                // (kernel image) and the buffer, identity-mapped, is live
+                // for the call.
                 unsafe { hypercall(hc::Nr::Write.port(), addr as u32) };
-                let result = params.result;
+                let result = w.params.result;
                 if result <= 0 {
                     break;
                 }
                 done += result as usize;
+            }
+            drop(w);
+            if were {
+                x86_64::instructions::interrupts::enable();
             }
             done
         }
