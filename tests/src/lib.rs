@@ -19,12 +19,14 @@ pub const APPS: &[&str] = &[
     "threads",
     "cpus",
     "thr_hello",
+    "test-malloc-mt",
+    "pi",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
 /// features of a package across everything one command builds, so these
 /// are built by a command of their own; otherwise every app would get them.
-pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads"];
+pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads", "test-malloc-mt", "pi"];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
