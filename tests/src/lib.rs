@@ -19,12 +19,13 @@ pub const APPS: &[&str] = &[
     "threads",
     "cpus",
     "thr_hello",
+    "bench-threads",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
 /// features of a package across everything one command builds, so these
 /// are built by a command of their own; otherwise every app would get them.
-pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads"];
+pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads", "bench-threads"];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
