@@ -79,8 +79,11 @@ pub struct Column {
     pub name: String,
     /// Why this column has no figures (unavailable, or a run failed).
     pub unavailable: Option<String>,
-    /// Every run's figures.
+    /// Every successful run's figures.
     pub runs: Vec<RunOutput>,
+    /// Runs that failed (hung, crashed), with why; their figures are lost
+    /// but the other runs still count.
+    pub failures: Vec<String>,
 }
 
 impl Column {
@@ -328,6 +331,7 @@ fn guest_case(
             name: name.into(),
             unavailable,
             runs: Vec::new(),
+            failures: Vec::new(),
         },
         command,
     }
@@ -357,6 +361,7 @@ pub fn main(args: &[String]) -> Result<(), ThreadsError> {
                 name: "native".into(),
                 unavailable: None,
                 runs: Vec::new(),
+                failures: Vec::new(),
             },
             command: Some(native),
         },
@@ -387,7 +392,9 @@ pub fn main(args: &[String]) -> Result<(), ThreadsError> {
             qemu,
         ));
     }
-    let limit = Duration::from_secs(900);
+    // A guest run takes about a minute here; a hung guest must not stall
+    // the other columns for long.
+    let limit = Duration::from_secs(300);
     for run in 1..=o.runs {
         for case in &mut cases {
             let Some(cmd) = case.command.as_mut() else {
@@ -402,13 +409,21 @@ pub fn main(args: &[String]) -> Result<(), ThreadsError> {
                 }
                 Err(e) => {
                     eprintln!("failed: {e}");
-                    case.column.unavailable = Some(format!("run {run} failed: {e}"));
-                    case.command = None;
+                    case.column.failures.push(format!("run {run}: {e}"));
+                    // A hypervisor that keeps failing is not worth the wait.
+                    if case.column.failures.len() >= 2 {
+                        case.command = None;
+                    }
                 }
             }
         }
     }
-    let columns: Vec<Column> = cases.into_iter().map(|c| c.column).collect();
+    let mut columns: Vec<Column> = cases.into_iter().map(|c| c.column).collect();
+    for c in &mut columns {
+        if c.unavailable.is_none() && c.runs.is_empty() {
+            c.unavailable = Some("every run failed".into());
+        }
+    }
     if columns.iter().all(|c| c.unavailable.is_some()) {
         return Err(ThreadsError::NothingMeasured);
     }
@@ -426,6 +441,9 @@ pub fn main(args: &[String]) -> Result<(), ThreadsError> {
     for c in &columns {
         if let Some(why) = &c.unavailable {
             println!("{}: skipped: {why}", c.name);
+        }
+        for f in &c.failures {
+            println!("{}: failed {f}", c.name);
         }
     }
     let mut skips: BTreeMap<&str, (&str, Vec<&str>)> = BTreeMap::new();
@@ -474,6 +492,7 @@ mod tests {
             name: name.into(),
             unavailable: None,
             runs: outputs.iter().map(|o| parse_output(o)).collect(),
+            failures: Vec::new(),
         }
     }
 
@@ -492,6 +511,7 @@ mod tests {
             name: "qemu-kvm".into(),
             unavailable: Some("no qemu".into()),
             runs: vec![],
+            failures: vec![],
         };
         let t = render_table(&[native, uhyve, qemu], "ns", 1);
         let lines: Vec<&str> = t.lines().collect();
