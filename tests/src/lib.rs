@@ -19,22 +19,22 @@ pub const APPS: &[&str] = &[
     "threads",
     "cpus",
     "thr_hello",
-<<<<<<< HEAD
     "test-malloc-mt",
     "pi",
-=======
     "bench-threads",
->>>>>>> bench-threads
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
 /// features of a package across everything one command builds, so these
 /// are built by a command of their own; otherwise every app would get them.
-<<<<<<< HEAD
-pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads", "test-malloc-mt", "pi"];
-=======
-pub const FEATURE_APPS: &[&str] = &["cpus", "thr_hello", "threads", "bench-threads"];
->>>>>>> bench-threads
+pub const FEATURE_APPS: &[&str] = &[
+    "cpus",
+    "thr_hello",
+    "threads",
+    "test-malloc-mt",
+    "pi",
+    "bench-threads",
+];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
