@@ -221,10 +221,12 @@ extern "x86-interrupt" fn spurious_interrupt(_frame: x86_64::structures::idt::In
 }
 
 /// After making a task ready on `core` (whose lock the caller just
-/// released): if that is another core and the task should run there now,
-/// interrupt it.
-fn kick(core: usize, preempt: bool) {
-    if preempt && core != this_core() {
+/// released): if that is another core, interrupt it. Even when the task
+/// does not outrank what runs there, that core must re-arm its timer: it
+/// may be running a lone task with no time-slice timer, and the new task
+/// would otherwise wait until that one blocks.
+fn kick(core: usize) {
+    if core != this_core() {
         local_apic().send_fixed(APIC_IDS[core].load(Ordering::Relaxed), WAKEUP_VECTOR);
     }
 }
@@ -538,7 +540,7 @@ pub(crate) fn spawn(
         rearm(&mut c, monotonic_ns());
     }
     drop(c);
-    kick(core, preempt);
+    kick(core);
     irq_restore(were);
     if preempt && core == this_core() {
         yield_now();
@@ -610,15 +612,21 @@ fn make_ready(t: TaskRef) {
     st.blocked = false;
     let prio = t.0.prio;
     let core = t.0.core;
-    let preempt = match st.timer.take() {
-        Some(key) => c.sched.wake_sleeper(key).unwrap_or(false),
-        None => c.sched.add_ready(t, prio),
-    };
+    // Whether it outranks the running task does not matter here: the local
+    // timer is re-armed (for "now" if it does), a remote core is kicked.
+    match st.timer.take() {
+        Some(key) => {
+            c.sched.wake_sleeper(key);
+        }
+        None => {
+            c.sched.add_ready(t, prio);
+        }
+    }
     if core == this_core() {
         rearm(&mut c, monotonic_ns());
     }
     drop(c);
-    kick(core, preempt);
+    kick(core);
 }
 
 /// The kernel's futex: [`sched::sync`] primitives block through it.
