@@ -146,11 +146,7 @@ impl<O: Output> Hypercalls<O> {
             Ok(raw) => raw,
             Err(abort) => return abort,
         };
-        let field = |offset: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&raw[offset..offset + 8]);
-            u64::from_le_bytes(b)
-        };
+        let field = |offset: usize| u64_at(&raw, offset);
         let request = StartRequest {
             block: addr,
             cpu: u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
@@ -171,11 +167,7 @@ impl<O: Output> Hypercalls<O> {
             Ok(raw) => raw,
             Err(abort) => return abort,
         };
-        let field = |offset: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&raw[offset..offset + 8]);
-            u64::from_le_bytes(b)
-        };
+        let field = |offset: usize| u64_at(&raw, offset);
         let fd = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
         let buf = field(offset_of!(hypercall::Write, buf));
         let len = field(offset_of!(hypercall::Write, len));
@@ -286,6 +278,14 @@ pub fn read_log(mem: &GuestMemoryMmap, ring: u64) -> Result<Vec<u8>, String> {
         bytes.rotate_left((written % capacity) as usize);
     }
     Ok(bytes)
+}
+
+/// The little-endian `u64` at `offset` of a parameter block read from the
+/// guest (the offsets come from `offset_of!`, inside the block).
+fn u64_at(raw: &[u8], offset: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&raw[offset..offset + 8]);
+    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]
