@@ -1,30 +1,19 @@
 //! SMP boot tests: the `cpus` app (kernel feature `smp`) with 1, 2 and 4
 //! vCPUs prints how many CPUs came online and exits 0 only if all did.
 //! Under QEMU the kernel starts the APs itself (ACPI MADT, INIT-SIPI); under
-//! uhyve through the `StartCpu` hypercall, which a uhyve without SMP
-//! support rejects: those cases print `SKIPPED` and pass.
+//! uhyve through the `StartCpu` hypercall.
 
 use boot_tests::{Hypervisor, Output, proxy, require};
 
-/// Runs `cpus` with `n` vCPUs; `None` (after saying why) when the
-/// hypervisor cannot run `n` CPUs on this build.
-fn run_cpus(hv: Hypervisor, n: usize, test: &str) -> Option<Output> {
+/// Runs `cpus` with `n` vCPUs and the kernel log on stderr.
+fn run_cpus(hv: Hypervisor, n: usize) -> Output {
     let count = n.to_string();
-    let out = proxy(
+    proxy(
         hv,
         "cpus",
         &[],
         &[("HERMIT_CPUS", count.as_str()), ("HERMIT_VERBOSE", "1")],
-    );
-    if hv == Hypervisor::Uhyve
-        && n > 1
-        && out.status == Some(125)
-        && out.stderr.contains("supports only 1")
-    {
-        eprintln!("SKIPPED: {test} on uhyve: uhyve has no SMP on this build");
-        return None;
-    }
-    Some(out)
+    )
 }
 
 fn cpus_come_online(hv: Hypervisor, n: usize) {
@@ -32,9 +21,7 @@ fn cpus_come_online(hv: Hypervisor, n: usize) {
     if !require(hv, &test) {
         return;
     }
-    let Some(out) = run_cpus(hv, n, &test) else {
-        return;
-    };
+    let out = run_cpus(hv, n);
     assert_eq!(out.status, Some(0), "{out:?}");
     assert!(
         out.stdout.contains(&format!("cpus online: {n}\n")),
