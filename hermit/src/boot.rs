@@ -10,11 +10,6 @@ const BOOT_FAILURE: i32 = 70;
 
 static ACPI_RSDP: AtomicU64 = AtomicU64::new(0);
 
-/// The TSC frequency in kHz (see [`crate::time`]).
-pub(crate) fn tsc_khz() -> u64 {
-    crate::time::tsc_khz()
-}
-
 /// The ACPI RSDP address the loader passed (0: unknown).
 pub(crate) fn acpi_rsdp_hint() -> u64 {
     ACPI_RSDP.load(Ordering::Relaxed)

@@ -8,6 +8,7 @@ use core::fmt::{self, Write as _};
 use arch_x86_64::io::{SerialPort, hypercall};
 use hermit_interface::{Platform, hypercall as hc, qemu};
 use spin::Mutex;
+use x86_64::instructions::interrupts::without_interrupts;
 
 /// An output stream of the application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,45 +63,41 @@ pub fn write(stream: Stream, bytes: &[u8]) -> usize {
             };
             // Interrupts off: a writer preempted with the lock held would
             // make every other writer spin for a whole time slice.
-            let were = x86_64::instructions::interrupts::are_enabled();
-            x86_64::instructions::interrupts::disable();
-            let mut w = WRITER.lock();
-            let mut done = 0;
-            while done < bytes.len() {
-                let rest = &bytes[done..];
-                // uhyve reads guest-physical memory; thread stacks live in
-                // a virtual window, so their bytes go through a buffer in
-                // the (identity-mapped) kernel image.
-                let (buf, len) = if crate::mem::in_stack_window(rest.as_ptr() as u64) {
-                    let n = rest.len().min(w.bounce.len());
-                    w.bounce[..n].copy_from_slice(&rest[..n]);
-                    (w.bounce.as_ptr() as u64, n)
-                } else {
-                    (rest.as_ptr() as u64, rest.len())
-                };
-                w.params = hc::Write {
-                    fd,
-                    _reserved: 0,
-                    buf,
-                    len: len as u64,
-                    result: 0,
-                };
-                let addr = &raw mut w.params as u64;
-                // SAFETY: `params` is a valid `Write` block below 4 GiB
-                // (kernel image) and the buffer, identity-mapped, is live
-                // for the call.
-                unsafe { hypercall(hc::Nr::Write.port(), addr as u32) };
-                let result = w.params.result;
-                if result <= 0 {
-                    break;
+            without_interrupts(|| {
+                let mut w = WRITER.lock();
+                let mut done = 0;
+                while done < bytes.len() {
+                    let rest = &bytes[done..];
+                    // uhyve reads guest-physical memory; thread stacks live in
+                    // a virtual window, so their bytes go through a buffer in
+                    // the (identity-mapped) kernel image.
+                    let (buf, len) = if crate::mem::in_stack_window(rest.as_ptr() as u64) {
+                        let n = rest.len().min(w.bounce.len());
+                        w.bounce[..n].copy_from_slice(&rest[..n]);
+                        (w.bounce.as_ptr() as u64, n)
+                    } else {
+                        (rest.as_ptr() as u64, rest.len())
+                    };
+                    w.params = hc::Write {
+                        fd,
+                        _reserved: 0,
+                        buf,
+                        len: len as u64,
+                        result: 0,
+                    };
+                    let addr = &raw mut w.params as u64;
+                    // SAFETY: `params` is a valid `Write` block below 4 GiB
+                    // (kernel image) and the buffer, identity-mapped, is live
+                    // for the call.
+                    unsafe { hypercall(hc::Nr::Write.port(), addr as u32) };
+                    let result = w.params.result;
+                    if result <= 0 {
+                        break;
+                    }
+                    done += result as usize;
                 }
-                done += result as usize;
-            }
-            drop(w);
-            if were {
-                x86_64::instructions::interrupts::enable();
-            }
-            done
+                done
+            })
         }
         Some(Platform::Qemu) => {
             let port = match stream {
@@ -109,14 +106,10 @@ pub fn write(stream: Stream, bytes: &[u8]) -> usize {
             };
             // One writer at a time: a `rep outsb` may reach the device in
             // several exits, and two CPUs' strings would interleave.
-            let were = x86_64::instructions::interrupts::are_enabled();
-            x86_64::instructions::interrupts::disable();
-            let guard = SERIAL.lock();
-            SerialPort::new(port).write(bytes);
-            drop(guard);
-            if were {
-                x86_64::instructions::interrupts::enable();
-            }
+            without_interrupts(|| {
+                let _one_writer = SERIAL.lock();
+                SerialPort::new(port).write(bytes);
+            });
             bytes.len()
         }
         None => 0,
@@ -209,7 +202,7 @@ fn acpi_power_off() {
         return;
     };
     let handler = acpi::IdentityHandler {
-        tsc_khz: crate::boot::tsc_khz(),
+        tsc_khz: crate::time::tsc_khz(),
     };
     // SAFETY: `rsdp` was found above; the tables and the sleep registers
     // they name lie below 4 GiB, in the identity map. The VM ends here.

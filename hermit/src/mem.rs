@@ -14,6 +14,7 @@ use spin::{Mutex, Once};
 use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
+use x86_64::instructions::interrupts::without_interrupts;
 
 const PAGE: u64 = 4096;
 /// The heap grows by at least this much at a time.
@@ -98,8 +99,11 @@ impl GuardedStack {
 /// Takes the window, page-table and frame locks in that order, with
 /// interrupts off.
 pub(crate) fn alloc_guarded_stack(bytes: usize) -> Option<GuardedStack> {
+    without_interrupts(|| map_stack(bytes))
+}
+
+fn map_stack(bytes: usize) -> Option<GuardedStack> {
     let pages = bytes.div_ceil(PAGE as usize).max(1);
-    let _irq = NoInterrupts::new();
     let mut space = STACK_SPACE.lock();
     if space.is_none() {
         *space = mm::KernelSpace::new(mm::VirtAddr(STACK_WINDOW_START), STACK_WINDOW_SIZE).ok();
@@ -118,7 +122,10 @@ pub(crate) fn alloc_guarded_stack(bytes: usize) -> Option<GuardedStack> {
 
 /// Unmaps a stack and returns its frames.
 pub(crate) fn free_guarded_stack(stack: GuardedStack) {
-    let _irq = NoInterrupts::new();
+    without_interrupts(|| unmap_stack(stack));
+}
+
+fn unmap_stack(stack: GuardedStack) {
     let mut space = STACK_SPACE.lock();
     let (Some(space), Some(mapper)) = (space.as_mut(), MAPPER.get()) else {
         return;
@@ -203,9 +210,8 @@ static HEAP: Heap = Heap {
 // correct `GlobalAlloc`; the counter has no effect on the memory returned.
 unsafe impl core::alloc::GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { TALC.alloc(layout) };
+        let p = without_interrupts(|| unsafe { TALC.alloc(layout) });
         if !p.is_null() {
             self.in_use
                 .fetch_add(layout.size(), core::sync::atomic::Ordering::Relaxed);
@@ -216,15 +222,13 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.in_use
             .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
-        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
-        unsafe { TALC.dealloc(ptr, layout) }
+        without_interrupts(|| unsafe { TALC.dealloc(ptr, layout) });
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _irq = NoInterrupts::new();
         // SAFETY: forwarded with the caller's guarantees.
-        let p = unsafe { TALC.realloc(ptr, layout, new_size) };
+        let p = without_interrupts(|| unsafe { TALC.realloc(ptr, layout, new_size) });
         if !p.is_null() {
             self.in_use
                 .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
@@ -232,25 +236,6 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
                 .fetch_add(new_size, core::sync::atomic::Ordering::Relaxed);
         }
         p
-    }
-}
-
-/// Disables interrupts until dropped, then restores the previous state.
-struct NoInterrupts(bool);
-
-impl NoInterrupts {
-    fn new() -> Self {
-        let enabled = x86_64::instructions::interrupts::are_enabled();
-        x86_64::instructions::interrupts::disable();
-        Self(enabled)
-    }
-}
-
-impl Drop for NoInterrupts {
-    fn drop(&mut self) {
-        if self.0 {
-            x86_64::instructions::interrupts::enable();
-        }
     }
 }
 

@@ -196,12 +196,11 @@ extern "x86-interrupt" fn timer_interrupt(_frame: x86_64::structures::idt::Inter
     } else {
         None
     };
-    rearm(&mut c, now);
     match next {
         // The interrupted task resumes here later and returns through
         // `iretq`; `switch` keeps its FPU state.
-        Some(next) => switch_locked(c, Some(next)),
-        None => drop(c),
+        Some(next) => switch_locked(c, Some(next), now),
+        None => rearm(&mut c, now),
     }
 }
 
@@ -209,11 +208,9 @@ extern "x86-interrupt" fn wakeup_interrupt(_frame: x86_64::structures::idt::Inte
     local_apic().eoi();
     let mut c = CORES[this_core()].lock();
     let now = monotonic_ns();
-    let next = c.sched.preempt(now);
-    rearm(&mut c, now);
-    match next {
-        Some(next) => switch_locked(c, Some(next)),
-        None => drop(c),
+    match c.sched.preempt(now) {
+        Some(next) => switch_locked(c, Some(next), now),
+        None => rearm(&mut c, now),
     }
 }
 
@@ -251,10 +248,21 @@ impl core::fmt::Display for SpawnError {
 
 impl core::error::Error for SpawnError {}
 
+/// A task with a fresh id.
 fn new_task(prio: Priority, core: usize, stack: Option<Stack>, rsp: u64) -> TaskRef {
+    task_with_id(
+        NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        prio,
+        core,
+        stack,
+        rsp,
+    )
+}
+
+fn task_with_id(id: u32, prio: Priority, core: usize, stack: Option<Stack>, rsp: u64) -> TaskRef {
     LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     TaskRef(Arc::new(Task {
-        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        id,
         prio,
         core,
         rsp: UnsafeCell::new(rsp),
@@ -359,7 +367,7 @@ pub(crate) extern "C" fn ap_main(cpu: u32) -> ! {
 /// Registers the running code as core `core`'s first task (if `boot_task`)
 /// and creates its idle task.
 fn init_core(core: usize, boot_task: bool) {
-    let were = irq_disable();
+    irq_disable();
     init_interrupts(core);
     let idle = match alloc_stack(IDLE_STACK) {
         Ok((stack, top)) => {
@@ -373,15 +381,8 @@ fn init_core(core: usize, boot_task: bool) {
     let mut c = CORES[core].lock();
     c.idle = Some(idle.clone());
     if boot_task {
-        let me = TaskRef(Arc::new(Task {
-            id: 1,
-            prio: Priority::NORMAL,
-            core,
-            rsp: UnsafeCell::new(0),
-            state: UnsafeCell::new(TaskState::default()),
-            _stack: None,
-        }));
-        LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
+        // Its stack pointer is saved by its first switch away.
+        let me = task_with_id(1, Priority::NORMAL, core, None, 0);
         c.sched.add_ready(me.clone(), Priority::NORMAL);
         let now = monotonic_ns();
         let picked = c.sched.yield_current(now);
@@ -394,7 +395,6 @@ fn init_core(core: usize, boot_task: bool) {
     CORES_ONLINE.fetch_add(1, Ordering::Release);
     // The boot code ran with interrupts off (entry contract); from now on
     // the timer may preempt it.
-    let _ = were;
     irq_restore(true);
 }
 
@@ -412,20 +412,20 @@ fn current() -> TaskRef {
 }
 
 /// Switches from the running task to `next` (the idle task if `None`),
-/// consuming the held core lock. Interrupts must be disabled; they stay
-/// disabled. Returns when the calling task runs again.
-fn switch_locked(mut core: MutexGuard<'_, Core>, next: Option<TaskRef>) {
+/// consuming the held core lock, after re-arming the timer for the
+/// scheduler's next event at time `now`. Interrupts must be disabled; they
+/// stay disabled. Returns when the calling task runs again.
+fn switch_locked(mut core: MutexGuard<'_, Core>, next: Option<TaskRef>, now: u64) {
     let Some(target) = next.or_else(|| core.idle.clone()) else {
         return;
     };
     let Some(prev) = core.running.replace(target.clone()) else {
         return;
     };
+    rearm(&mut core, now);
     if prev == target {
         return;
     }
-    let now = monotonic_ns();
-    rearm(&mut core, now);
     let from = prev.0.rsp.get();
     // SAFETY: `target` is not running (it was ready or idle on this core,
     // and only this core runs it), so its saved stack pointer is stable.
@@ -466,9 +466,10 @@ pub(crate) fn exit_current() -> ! {
     irq_disable();
     let core = this_core();
     let mut c = CORES[core].lock();
-    let next = c.sched.exit_current(monotonic_ns()).task();
+    let now = monotonic_ns();
+    let next = c.sched.exit_current(now).task();
     c.zombie = c.running.clone();
-    switch_locked(c, next);
+    switch_locked(c, next, now);
     crate::boot::fail(format_args!("an exited task was resumed"))
 }
 
@@ -486,7 +487,7 @@ fn idle_loop(core: usize) -> ! {
         let now = monotonic_ns();
         c.sched.tick(now, mark_timed_out);
         if let Some(next) = c.sched.yield_current(now) {
-            switch_locked(c, Some(next));
+            switch_locked(c, Some(next), now);
             continue;
         }
         rearm(&mut c, now);
@@ -557,7 +558,7 @@ pub(crate) fn yield_now() {
     let now = monotonic_ns();
     c.sched.tick(now, mark_timed_out);
     match c.sched.yield_current(now) {
-        Some(next) => switch_locked(c, Some(next)),
+        Some(next) => switch_locked(c, Some(next), now),
         None => drop(c),
     }
     irq_restore(were);
@@ -572,7 +573,7 @@ pub(crate) fn sleep_until(deadline_ns: u64) {
     if deadline_ns > now {
         c.sched.tick(now, mark_timed_out);
         if let Ok((_, next)) = c.sched.sleep_current(now, deadline_ns) {
-            switch_locked(c, next.task());
+            switch_locked(c, next.task(), now);
         }
     }
     irq_restore(were);
@@ -678,7 +679,7 @@ impl Futex for KernelFutex {
                 c.sched.block_current(now)
             }
         };
-        switch_locked(c, next.task());
+        switch_locked(c, next.task(), now);
         let result = if deadline_ns.is_some() {
             // Still queued means nobody woke it: the timer did.
             let mut table = FUTEXES.lock();

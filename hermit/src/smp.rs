@@ -96,7 +96,7 @@ pub(crate) fn init(info: &'static BootInfo, platform: Platform) {
 }
 
 fn tsc_khz() -> u64 {
-    match crate::boot::tsc_khz() {
+    match crate::time::tsc_khz() {
         0 => FALLBACK_TSC_KHZ,
         khz => khz,
     }
@@ -198,7 +198,7 @@ fn start_uhyve(info: &BootInfo, main: ApMain) {
 
 fn start_qemu(info: &BootInfo, main: ApMain) {
     let handler = acpi::IdentityHandler {
-        tsc_khz: crate::boot::tsc_khz(),
+        tsc_khz: crate::time::tsc_khz(),
     };
     // SAFETY: the boot identity map covers the low 1 MiB (entry contract).
     let Some(rsdp) = (unsafe { acpi::find_rsdp(info.acpi_rsdp) }) else {
