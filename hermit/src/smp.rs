@@ -30,9 +30,6 @@ const ONLINE_TIMEOUT_US: u64 = 1_000_000;
 /// Gap between the two STARTUP IPIs (the second is ignored by an AP that
 /// already started).
 const SIPI_GAP_US: u64 = 200;
-/// TSC frequency assumed for timeouts when the real one is unknown (high, so
-/// that timeouts are rather too long than too short).
-const FALLBACK_TSC_KHZ: u64 = 4_000_000;
 const PAGE: u64 = 4096;
 
 /// The entry function an AP runs once it is set up.
@@ -95,15 +92,9 @@ pub(crate) fn init(info: &'static BootInfo, platform: Platform) {
     }
 }
 
-fn tsc_khz() -> u64 {
-    match crate::time::tsc_khz() {
-        0 => FALLBACK_TSC_KHZ,
-        khz => khz,
-    }
-}
-
+/// TSC ticks in `us` microseconds (the clock is set up before the APs).
 fn us_to_tsc(us: u64) -> u64 {
-    us.saturating_mul(tsc_khz()) / 1000
+    crate::time::ns_to_tsc_ticks(us.saturating_mul(1000))
 }
 
 /// Waits until `ONLINE` reaches `target`, at most [`ONLINE_TIMEOUT_US`].
@@ -117,14 +108,6 @@ fn wait_online(target: usize) -> bool {
         core::hint::spin_loop();
     }
     true
-}
-
-fn delay_us(us: u64) {
-    let start = cpu::rdtsc();
-    let ticks = us_to_tsc(us);
-    while cpu::rdtsc().wrapping_sub(start) < ticks {
-        core::hint::spin_loop();
-    }
 }
 
 /// Allocates an AP's stacks and tables; returns `(stack_top, boot block)`.
@@ -264,7 +247,7 @@ fn start_qemu(info: &BootInfo, main: ApMain) {
             sent = apic
                 .send_startup(apic_id, page)
                 .and_then(|()| apic.wait_ipi_delivered(ipi_timeout));
-            delay_us(SIPI_GAP_US);
+            crate::time::spin_sleep(core::time::Duration::from_micros(SIPI_GAP_US));
         }
         if let Err(e) = sent {
             log::warn!("smp: starting APIC ID {apic_id}: {e}");
