@@ -248,11 +248,15 @@ fn sleep() -> Check {
 
 fn yield_pingpong() -> Check {
     let rounds = 1000;
-    let other = thread::spawn(move || {
-        for _ in 0..rounds {
-            thread::yield_now();
-        }
-    });
+    // On the caller's core: yields only switch between threads of one core.
+    let other = thread::Builder::new()
+        .core(thread::current_core())
+        .spawn(move || {
+            for _ in 0..rounds {
+                thread::yield_now();
+            }
+        })
+        .map_err(|e| alloc::format!("{e}"))?;
     let start = Instant::now();
     for _ in 0..rounds {
         thread::yield_now();
