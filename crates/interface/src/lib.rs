@@ -41,6 +41,12 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+extern crate std;
+
+pub mod errno;
+pub mod fs;
+
 /// `BootInfo::magic`: "HRMTBOOT" in little-endian byte order.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"HRMTBOOT");
 /// `BootInfo::version`; bumped on every incompatible layout change.
@@ -228,6 +234,9 @@ pub mod hypercall {
         LogRegister = 2,
         /// [`StartCpu`]: start an application processor.
         StartCpu = 3,
+        /// A host file-system operation: the parameter block is a
+        /// [`FsCall`](crate::fs::FsCall).
+        Fs = 4,
     }
 
     impl Nr {
@@ -238,6 +247,7 @@ pub mod hypercall {
                 1 => Some(Self::Write),
                 2 => Some(Self::LogRegister),
                 3 => Some(Self::StartCpu),
+                4 => Some(Self::Fs),
                 _ => None,
             }
         }
@@ -407,6 +417,8 @@ mod tests {
             hypercall::Nr::Exit,
             hypercall::Nr::Write,
             hypercall::Nr::LogRegister,
+            hypercall::Nr::StartCpu,
+            hypercall::Nr::Fs,
         ] {
             assert_eq!(hypercall::Nr::from_port(nr.port()), Some(nr));
         }
@@ -421,6 +433,10 @@ mod tests {
         assert_eq!(core::mem::size_of::<MemoryRegion>(), 24);
         assert_eq!(core::mem::size_of::<hypercall::Write>(), 32);
         assert_eq!(core::mem::size_of::<LogRing>(), 24);
+        assert_eq!(core::mem::size_of::<fs::FsCall>(), 16 + 16 * 3 + 8 + 8 + 8);
+        assert_eq!(core::mem::size_of::<fs::FileStat>(), 128);
+        assert_eq!(core::mem::size_of::<fs::DirEntryHeader>(), 16);
+        assert_eq!(core::mem::size_of::<fs::stream::StreamReply>(), 16);
         assert_eq!(
             core::mem::size_of::<BootInfo>(),
             8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS + 8

@@ -1,0 +1,274 @@
+//! The host file-system protocol: how a guest reaches the host directories
+//! the user mapped into it (`uhyve --mount HOST:GUEST`, `HERMIT_MOUNT`).
+//!
+//! Every operation is one [`FsCall`] block. Under uhyve the guest issues the
+//! [`Nr::Fs`](crate::hypercall::Nr::Fs) hypercall with the block's
+//! guest-physical address (one VM exit per call); the host reads and writes
+//! the buffers the block names directly in guest memory. Under QEMU the same
+//! block travels over a byte stream (see [`stream`]).
+//!
+//! The guest never names a host path: path operations carry a *mount index*
+//! (`0..n`, see [`Op::MountInfo`]) and a path relative to that mount, and the
+//! host resolves it beneath the mapped directory (no `..` above it, no
+//! absolute paths, no symlinks leading out of it, no device files). Open
+//! files are *handles*, small integers of the host's per-VM table; handle
+//! [`STDIN_HANDLE`] is the host's standard input, and handles
+//! [`STDOUT_HANDLE`] and [`STDERR_HANDLE`] its standard output and error.
+//!
+//! Results follow the Linux convention: a non-negative value on success, a
+//! negative [`Errno`](crate::errno::Errno) value on failure.
+
+use crate::PhysSlice;
+
+/// The host's standard input (readable only).
+pub const STDIN_HANDLE: i32 = 0;
+/// The host's standard output (writable only).
+pub const STDOUT_HANDLE: i32 = 1;
+/// The host's standard error (writable only).
+pub const STDERR_HANDLE: i32 = 2;
+/// The longest path (in bytes) the host accepts.
+pub const PATH_MAX: u64 = 4096;
+
+/// Operations of the host file-system protocol (`FsCall::op`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Writes the guest path of mount `handle` (UTF-8, no NUL) into `buf`;
+    /// result: its length, `-ENOENT` past the last mount, `-ERANGE` if `buf`
+    /// is too small.
+    MountInfo = 0,
+    /// Opens `path` on mount `handle` with `flags` ([`open_flags`]) and
+    /// `mode` (permission bits, `& 0o777`); result: a new handle.
+    Open = 1,
+    /// Closes `handle`; result 0.
+    Close = 2,
+    /// Reads up to `buf.len` bytes at the file position into `buf`; result:
+    /// bytes read, 0 at end of file.
+    Read = 3,
+    /// Writes `buf` at the file position (at the end with `O_APPEND`);
+    /// result: bytes written.
+    Write = 4,
+    /// Like `Read` at byte `offset`, leaving the position alone.
+    Pread = 5,
+    /// Like `Write` at byte `offset`, leaving the position alone.
+    Pwrite = 6,
+    /// Moves the position by `offset` relative to `whence` ([`whence`]);
+    /// result: the new position.
+    Lseek = 7,
+    /// Stores a [`FileStat`] of `handle` into `buf` (which must be at least
+    /// `size_of::<FileStat>()` long); result 0.
+    Fstat = 8,
+    /// Stores a [`FileStat`] of `path` on mount `handle` into `buf`;
+    /// `flags` is [`STAT_NOFOLLOW`] or 0 (follow a final symlink, within the
+    /// mount only). Result 0.
+    Stat = 9,
+    /// Removes the non-directory `path` on mount `handle`; result 0.
+    Unlink = 10,
+    /// Creates directory `path` on mount `handle` with `mode`; result 0.
+    Mkdir = 11,
+    /// Removes the empty directory `path` on mount `handle`; result 0.
+    Rmdir = 12,
+    /// Renames `path` on mount `handle` to `path2` on mount `flags`
+    /// (`-EXDEV` if the mounts differ); result 0.
+    Rename = 13,
+    /// Fills `buf` with directory entries of the directory `handle`, each a
+    /// [`DirEntryHeader`] followed by the name (no NUL), padded to 8 bytes
+    /// (`DirEntryHeader::record_len`); result: bytes stored, 0 at the end.
+    /// Entries `.` and `..` are not reported. The first call starts at the
+    /// beginning; an entry that does not fit waits for the next call
+    /// (`-EINVAL` if not even one fits).
+    ReadDir = 14,
+    /// Truncates or extends the open file `handle` to `offset` bytes;
+    /// result 0.
+    Ftruncate = 15,
+}
+
+impl Op {
+    /// The operation with number `raw`, if any.
+    pub const fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            0 => Self::MountInfo,
+            1 => Self::Open,
+            2 => Self::Close,
+            3 => Self::Read,
+            4 => Self::Write,
+            5 => Self::Pread,
+            6 => Self::Pwrite,
+            7 => Self::Lseek,
+            8 => Self::Fstat,
+            9 => Self::Stat,
+            10 => Self::Unlink,
+            11 => Self::Mkdir,
+            12 => Self::Rmdir,
+            13 => Self::Rename,
+            14 => Self::ReadDir,
+            15 => Self::Ftruncate,
+            _ => return None,
+        })
+    }
+}
+
+/// The parameter block of one file-system operation. Which fields an
+/// operation reads is listed at [`Op`]; unused fields are ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsCall {
+    /// An [`Op`] value.
+    pub op: u32,
+    /// An open handle, or a mount index for path operations.
+    pub handle: i32,
+    /// Open flags, stat flags, or the second mount index of `Rename`.
+    pub flags: u32,
+    /// Permission bits for `Open` with `O_CREAT` and `Mkdir`.
+    pub mode: u32,
+    /// Path relative to the mount (UTF-8, no NUL, `/`-separated).
+    pub path: PhysSlice,
+    /// Second path (`Rename`'s target).
+    pub path2: PhysSlice,
+    /// Data buffer.
+    pub buf: PhysSlice,
+    /// File offset for `Pread`, `Pwrite`, `Lseek`, `Ftruncate`.
+    pub offset: i64,
+    /// [`whence`] value for `Lseek`.
+    pub whence: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// Set by the host: the result (see [`Op`]) or a negative errno.
+    pub result: i64,
+}
+
+/// `FsCall::flags` of `Op::Open`: Linux's values. Any other bit is refused
+/// with `EINVAL`; the host adds `O_CLOEXEC` and `O_NOCTTY` by itself.
+pub mod open_flags {
+    /// Read only (access mode 0).
+    pub const O_RDONLY: u32 = 0;
+    /// Write only.
+    pub const O_WRONLY: u32 = 1;
+    /// Read and write.
+    pub const O_RDWR: u32 = 2;
+    /// Mask of the access mode bits.
+    pub const O_ACCMODE: u32 = 3;
+    /// Create the file if it does not exist.
+    pub const O_CREAT: u32 = 0o100;
+    /// With `O_CREAT`: fail if it exists.
+    pub const O_EXCL: u32 = 0o200;
+    /// Truncate to length 0.
+    pub const O_TRUNC: u32 = 0o1000;
+    /// Every write goes to the end.
+    pub const O_APPEND: u32 = 0o2000;
+    /// Fail unless the path is a directory.
+    pub const O_DIRECTORY: u32 = 0o200000;
+    /// Every flag a guest may pass.
+    pub const ALLOWED: u32 = O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_APPEND | O_DIRECTORY;
+}
+
+/// `FsCall::whence` of `Op::Lseek`.
+pub mod whence {
+    /// From the start of the file.
+    pub const SEEK_SET: u32 = 0;
+    /// From the current position.
+    pub const SEEK_CUR: u32 = 1;
+    /// From the end of the file.
+    pub const SEEK_END: u32 = 2;
+}
+
+/// `FsCall::flags` of `Op::Stat`: do not follow a final symlink.
+pub const STAT_NOFOLLOW: u32 = 1;
+
+/// File type bits of `FileStat::mode` (Linux values).
+pub mod file_type {
+    /// Mask of the type bits.
+    pub const S_IFMT: u32 = 0o170000;
+    /// Regular file.
+    pub const S_IFREG: u32 = 0o100000;
+    /// Directory.
+    pub const S_IFDIR: u32 = 0o040000;
+    /// Symbolic link.
+    pub const S_IFLNK: u32 = 0o120000;
+    /// Character device.
+    pub const S_IFCHR: u32 = 0o020000;
+    /// FIFO.
+    pub const S_IFIFO: u32 = 0o010000;
+}
+
+/// File status as the host reports it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileStat {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Number of hard links.
+    pub nlink: u64,
+    /// Type ([`file_type`]) and permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// Size in bytes.
+    pub size: i64,
+    /// Preferred I/O block size.
+    pub blksize: i64,
+    /// Allocated 512-byte blocks.
+    pub blocks: i64,
+    /// Last access, seconds since the Unix epoch.
+    pub atime_sec: i64,
+    /// Nanoseconds part of `atime_sec`.
+    pub atime_nsec: i64,
+    /// Last modification, seconds since the Unix epoch.
+    pub mtime_sec: i64,
+    /// Nanoseconds part of `mtime_sec`.
+    pub mtime_nsec: i64,
+    /// Last status change, seconds since the Unix epoch.
+    pub ctime_sec: i64,
+    /// Nanoseconds part of `ctime_sec`.
+    pub ctime_nsec: i64,
+}
+
+/// Header of one `Op::ReadDir` record; the name follows it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirEntryHeader {
+    /// Inode number.
+    pub ino: u64,
+    /// Bytes from this header to the next one (header, name, padding to a
+    /// multiple of 8).
+    pub record_len: u32,
+    /// Length of the name in bytes.
+    pub name_len: u16,
+    /// File type: the [`file_type`] bits shifted right by 12 (Linux `DT_*`
+    /// values), 0 if unknown.
+    pub kind: u16,
+}
+
+impl DirEntryHeader {
+    /// The record length for a name of `name_len` bytes.
+    pub const fn record_len_for(name_len: usize) -> usize {
+        (core::mem::size_of::<Self>() + name_len).next_multiple_of(8)
+    }
+}
+
+/// The byte-stream form of the protocol (QEMU: a virtio console connected to
+/// the proxy).
+///
+/// A request is an [`FsCall`] (little-endian, `repr(C)` layout) whose
+/// `PhysSlice::addr` fields are ignored, followed by `path.len` bytes of
+/// path, `path2.len` bytes of second path and, for `Write` and `Pwrite`,
+/// `buf.len` bytes of data. The answer is a [`StreamReply`] followed by
+/// `data_len` bytes: the bytes a `Read`, `Pread`, `Fstat`, `Stat`,
+/// `ReadDir` or `MountInfo` stored into `buf`.
+pub mod stream {
+    /// The answer header.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct StreamReply {
+        /// `FsCall::result`.
+        pub result: i64,
+        /// Number of data bytes that follow.
+        pub data_len: u64,
+    }
+}
