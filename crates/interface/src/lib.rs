@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<hypercall::Write>(), 32);
         assert_eq!(core::mem::size_of::<LogRing>(), 24);
         assert_eq!(core::mem::size_of::<fs::FsCall>(), 16 + 16 * 3 + 8 + 8 + 8);
-        assert_eq!(core::mem::size_of::<fs::FileStat>(), 128);
+        assert_eq!(core::mem::size_of::<fs::FileStat>(), 112);
         assert_eq!(core::mem::size_of::<fs::DirEntryHeader>(), 16);
         assert_eq!(core::mem::size_of::<fs::stream::StreamReply>(), 16);
         assert_eq!(
