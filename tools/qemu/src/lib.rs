@@ -14,6 +14,7 @@
 pub mod bundle;
 mod command;
 pub mod exit;
+pub mod stream;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

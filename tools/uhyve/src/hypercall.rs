@@ -137,6 +137,7 @@ impl<O: Output> Hypercalls<O> {
                 Err(abort) => abort,
             },
             Nr::StartCpu => self.start_cpu(mem, addr),
+            Nr::Fs => Action::Abort("host file system not available in this uhyve".into()),
         }
     }
 

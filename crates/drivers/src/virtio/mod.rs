@@ -1,0 +1,4 @@
+//! virtio devices: discovery on virtio-mmio and the console stream.
+
+pub mod console;
+pub mod mmio;
