@@ -99,6 +99,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 debug: config.debug,
                 debug_exit: true,
                 qemu: None,
+                files: None,
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

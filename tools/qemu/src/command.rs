@@ -47,6 +47,9 @@ pub struct Spec<'a> {
     pub debug_exit: bool,
     /// Where COM1 (stdout), COM2 (stderr) and COM3 (kernel log) go.
     pub serial: &'a SerialPaths,
+    /// A connected socket for the guest's file-system stream: becomes port
+    /// 0 of a virtio console on a virtio-mmio slot.
+    pub files_fd: Option<i32>,
 }
 
 /// Escapes `,` for a QEMU option value.
@@ -99,6 +102,16 @@ pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
             &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
         ]);
     }
+    if let Some(fd) = spec.files_fd {
+        push(&[
+            "-chardev",
+            &format!("socket,id=hostfs,fd={fd}"),
+            "-device",
+            "virtio-serial-device,max_ports=1",
+            "-device",
+            "virtconsole,chardev=hostfs",
+        ]);
+    }
     if spec.debug {
         push(&["-s", "-S"]);
     }
@@ -128,6 +141,7 @@ mod tests {
             debug,
             debug_exit,
             serial: &serial,
+            files_fd: None,
         };
         qemu_args(&spec)
             .into_iter()
@@ -200,5 +214,32 @@ mod tests {
         assert!(has_pair(&args, "-accel", "tcg"));
         assert!(!args.iter().any(|a| a.contains("host")));
         assert!(has_pair(&args, "-s", "-S"));
+    }
+
+    #[test]
+    fn file_stream_is_a_virtio_console_on_the_socket() {
+        let serial = ["a".into(), "b".into(), "c".into()];
+        let mut spec = Spec {
+            loader: Path::new("/l"),
+            bundle: Path::new("/b"),
+            mem_size: 1 << 20,
+            cpus: 1,
+            accel: Accel::Tcg,
+            debug: false,
+            debug_exit: true,
+            serial: &serial,
+            files_fd: None,
+        };
+        let strings = |spec: &Spec<'_>| -> Vec<String> {
+            qemu_args(spec)
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert!(!strings(&spec).iter().any(|a| a.contains("virtconsole")));
+        spec.files_fd = Some(7);
+        let args = strings(&spec);
+        assert!(has_pair(&args, "-chardev", "socket,id=hostfs,fd=7"));
+        assert!(has_pair(&args, "-device", "virtconsole,chardev=hostfs"));
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! It is a host library for the proxy and the boot tests, not a VMM: QEMU
 //! does the work. Linux only (pipes and a memfd are handed to QEMU as
-//! `/dev/fd/N`). Missing: network devices, stdin, other machine types.
+//! `/dev/fd/N`). With [`Config::files`] the guest also gets a virtio console
+//! whose other end is a socket this library serves: the file-system stream
+//! ([`stream`]) for host directories and stdin. Missing: network devices,
+//! other machine types.
 
 pub mod bundle;
 mod command;
@@ -22,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
 pub use command::{Accel, SerialPaths, Spec, qemu_args};
@@ -57,6 +60,19 @@ pub struct Config {
     pub debug_exit: bool,
     /// The QEMU binary; default [`DEFAULT_QEMU`] from `PATH`.
     pub qemu: Option<PathBuf>,
+    /// Serves the guest's file-system stream (host directories, stdin);
+    /// `None`: the guest gets no virtio console and sees no host files.
+    pub files: Option<FileService>,
+}
+
+/// The handler of the guest's file-system requests (see [`stream::serve`]).
+#[derive(Clone)]
+pub struct FileService(pub Arc<dyn Fn(&stream::Request<'_>, &mut Vec<u8>) -> i64 + Send + Sync>);
+
+impl std::fmt::Debug for FileService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileService")
+    }
 }
 
 impl Config {
@@ -76,6 +92,7 @@ impl Config {
             debug: false,
             debug_exit: true,
             qemu: None,
+            files: None,
         }
     }
 }
@@ -366,6 +383,13 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         fd_path(com3_write.as_raw_fd()),
     ];
     let bundle_path = PathBuf::from(fd_path(bundle_file.as_raw_fd()));
+    let files = match &config.files {
+        Some(service) => {
+            let (guest_end, host_end) = std::os::unix::net::UnixStream::pair()?;
+            Some((OwnedFd::from(guest_end), host_end, service.clone()))
+        }
+        None => None,
+    };
     let args = qemu_args(&Spec {
         loader: &config.loader,
         bundle: &bundle_path,
@@ -375,6 +399,7 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         debug: config.debug,
         debug_exit: config.debug_exit,
         serial: &serial,
+        files_fd: files.as_ref().map(|(fd, _, _)| fd.as_raw_fd()),
     });
     log::debug!(
         "{} {}",
@@ -385,12 +410,13 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
             .join(" ")
     );
 
-    let inherited = [
+    let mut inherited = vec![
         com1_write.as_raw_fd(),
         com2_write.as_raw_fd(),
         com3_write.as_raw_fd(),
         bundle_file.as_raw_fd(),
     ];
+    inherited.extend(files.as_ref().map(|(fd, _, _)| fd.as_raw_fd()));
     let mut cmd = Command::new(&qemu);
     cmd.args(&args)
         .stdin(Stdio::null())
@@ -400,7 +426,7 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
     // descriptors that are open in the parent and hence in the forked child.
     unsafe {
         cmd.pre_exec(move || {
-            for fd in inherited {
+            for &fd in &inherited {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -414,6 +440,16 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
     })?;
     // Only QEMU may hold the write ends, so that the readers see EOF when it exits.
     drop((com1_write, com2_write, com3_write));
+    if let Some((guest_end, mut host_end, service)) = files {
+        drop(guest_end);
+        // Not joined: a request may block (the guest reading stdin) when
+        // QEMU dies; the thread ends with the socket or the process.
+        std::thread::spawn(move || {
+            if let Err(e) = stream::serve(&mut host_end, |req, out| (service.0)(req, out)) {
+                log::warn!("guest file-system stream: {e}");
+            }
+        });
+    }
     let qemu_stderr = File::from(OwnedFd::from(child.stderr.take().expect("stderr is piped")));
     let pid = child.id() as libc::pid_t;
     let Streams {
