@@ -65,9 +65,13 @@ pub struct Config {
     pub files: Option<FileService>,
 }
 
-/// The handler of the guest's file-system requests (see [`stream::serve`]).
+/// Answers one file-system request: returns the result and leaves the
+/// reply's data in the vector (see [`stream::serve`]).
+pub type FileHandler = dyn Fn(&stream::Request<'_>, &mut Vec<u8>) -> i64 + Send + Sync;
+
+/// The handler of the guest's file-system requests.
 #[derive(Clone)]
-pub struct FileService(pub Arc<dyn Fn(&stream::Request<'_>, &mut Vec<u8>) -> i64 + Send + Sync>);
+pub struct FileService(pub Arc<FileHandler>);
 
 impl std::fmt::Debug for FileService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
