@@ -451,7 +451,7 @@ pub mod wire {
             let record_len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
             let name_len = usize::from(u16::from_le_bytes([b[12], b[13]]));
             let kind = u16::from_le_bytes([b[14], b[15]]);
-            if record_len % 8 != 0
+            if !record_len.is_multiple_of(8)
                 || record_len < DIRENT_HEADER_SIZE + name_len
                 || record_len > b.len()
                 || name_len == 0
