@@ -108,10 +108,9 @@ impl Vfs {
         // mkdir -p in the file system that holds the mount point. Nested
         // mounts cannot be in the way: any of them would be a longer base.
         let rel = r.rel();
-        let mut end = 0;
-        while end < rel.len() {
-            end = rel[end + 1..].find('/').map_or(rel.len(), |i| end + 1 + i);
-            match r.fs.mkdir(&rel[..end], 0o755) {
+        let prefixes = rel.match_indices('/').map(|(i, _)| &rel[..i]);
+        for dir in prefixes.chain([rel]) {
+            match r.fs.mkdir(dir, 0o755) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(e),
             }

@@ -108,6 +108,10 @@ fn mount_errors_and_unmount() {
         Err(Errno::ENOTDIR)
     );
     assert_eq!(vfs.mount("", Arc::new(MemFs::new())), Err(Errno::ENOENT));
+    // Multi-byte names, several levels created.
+    vfs.mount("/ä/ßx/€", Arc::new(MemFs::new())).unwrap();
+    assert!(root.stat("ä/ßx/€", true).is_ok());
+    vfs.unmount("/ä/ßx/€").unwrap();
 
     // Relative to the cwd.
     vfs.mkdir("/tmp", 0o777).unwrap();
