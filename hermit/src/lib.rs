@@ -27,7 +27,9 @@
 //! With feature `smp` it also starts the other CPUs at boot ([`smp`]); they
 //! park until the scheduler gives them work.
 //!
-//! Missing so far: threads, timers, files, networking (later issues).
+//! Threads ([`thread`], [`sync`]), time ([`time`]) and files ([`fs`]:
+//! an in-memory `/` and `/tmp`, host directories, stdin) start on first use.
+//! Missing so far: networking (a later issue).
 #![no_std]
 #![feature(abi_x86_interrupt)]
 
@@ -36,6 +38,8 @@ extern crate alloc;
 mod boot;
 pub mod console;
 pub mod env;
+pub mod fs;
+mod hostfs;
 mod linux;
 mod logger;
 mod mem;
@@ -47,6 +51,7 @@ pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;
+mod virtio;
 
 /// Declares the application's entry point: `main` is a function with no
 /// arguments whose return type implements [`process::Termination`] (for

@@ -22,6 +22,9 @@ pub const APPS: &[&str] = &[
     "test-malloc-mt",
     "pi",
     "bench-threads",
+    "cat",
+    "copy",
+    "fs-check",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
@@ -34,6 +37,7 @@ pub const FEATURE_APPS: &[&str] = &[
     "test-malloc-mt",
     "pi",
     "bench-threads",
+    "fs-check",
 ];
 
 /// The workspace root.
@@ -126,13 +130,30 @@ pub struct Output {
 }
 
 /// Runs `cmd` with stdin closed, killing it after `limit`.
-pub fn run_with_limit(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+pub fn run_with_limit(cmd: Command, limit: Duration) -> Output {
+    run_with_input(cmd, None, limit)
+}
+
+/// Runs `cmd` with `input` piped into its stdin (closed when `None`),
+/// killing it after `limit`.
+pub fn run_with_input(mut cmd: Command, input: Option<Vec<u8>>, limit: Duration) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A guest that stops reading early closes the pipe: not an error here.
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(&data);
+        });
+    }
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let out_reader = std::thread::spawn(move || {
