@@ -702,7 +702,7 @@ pub fn stored_len(call: &FsCall, result: i64) -> u64 {
 }
 
 /// `path` without empty and `.` components (`.` if nothing is left), as a
-/// C string; `..` stays for `openat2` to judge.
+/// C string; `..` and a trailing `/` stay for `openat2` to judge.
 fn normalised(path: &str) -> Result<CString, Errno> {
     let parts: Vec<&str> = path
         .split('/')
@@ -710,6 +710,9 @@ fn normalised(path: &str) -> Result<CString, Errno> {
         .collect();
     let joined = if parts.is_empty() {
         ".".to_owned()
+    } else if path.ends_with('/') {
+        // A trailing '/' keeps its meaning: the path must be a directory.
+        parts.join("/") + "/"
     } else {
         parts.join("/")
     };

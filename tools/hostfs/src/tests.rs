@@ -225,6 +225,10 @@ fn err(e: Errno) -> i64 {
     e.to_neg()
 }
 
+fn st_ino(fx: &Fx, path: &str) -> u64 {
+    fx.stat(path, STAT_NOFOLLOW).unwrap().ino
+}
+
 fn parse_stat(b: &[u8]) -> FileStat {
     let u64_at = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
     let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
@@ -330,6 +334,8 @@ fn files_can_be_created_written_read_and_seeked() {
     assert_eq!(fx.write(r, b"x"), err(Errno::EBADF), "read-only");
     assert_eq!(fx.read(r, 10).unwrap(), b"abc");
     assert_eq!(fx.open("missing", O_RDONLY), err(Errno::ENOENT));
+    assert_eq!(fx.open("hello.txt/", O_RDONLY), err(Errno::ENOTDIR));
+    assert_eq!(fx.stat("hello.txt/", 0), Err(Errno::ENOTDIR));
     assert_eq!(
         fx.open("hello.txt", O_RDONLY | O_DIRECTORY),
         err(Errno::ENOTDIR)
@@ -379,6 +385,7 @@ fn directories_are_made_listed_renamed_and_removed() {
         "'..' inside is fine"
     );
     assert_eq!(fx.stat("./sub//a", 0).unwrap().size, 0);
+    assert_eq!(fx.stat("sub/", 0).unwrap().ino, st_ino(&fx, "sub"));
 
     let names = fx.list("sub", 4096);
     assert_eq!(names, BTreeSet::from(["a".into(), "deeper".into()]));
