@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use hermit_hostfs::{Mount, MountError};
+
 /// Default guest memory, as in the original HermitCore proxy.
 pub const DEFAULT_MEM: u64 = 2 << 30;
 
@@ -35,6 +37,9 @@ pub struct Config {
     pub debug: bool,
     /// `HERMIT_LOG_LEVEL`: the kernel's log level.
     pub log_level: Option<String>,
+    /// `HERMIT_MOUNT`: host directories mapped into the guest (uhyve only
+    /// for now).
+    pub mounts: Vec<Mount>,
 }
 
 /// A `HERMIT_*` variable with a value the proxy cannot use.
@@ -59,6 +64,14 @@ pub enum ConfigError {
         value: String,
         /// What is wrong with the list.
         reason: uhyve::cpus::CoreListError,
+    },
+    /// An entry of `HERMIT_MOUNT` cannot be mapped.
+    #[error("HERMIT_MOUNT entry '{entry}' is not valid: {source}")]
+    BadMount {
+        /// The `HOST:GUEST` entry.
+        entry: String,
+        /// What is wrong with it.
+        source: MountError,
     },
     /// A feature that later work brings.
     #[error("{0}")]
@@ -113,6 +126,26 @@ fn parse_cpus(value: &str) -> Result<(u32, Option<Vec<usize>>), ConfigError> {
     }
 }
 
+/// Parses `HERMIT_MOUNT`: `HOST:GUEST` entries separated by commas (so
+/// host paths cannot contain commas); empty entries are skipped. Each host
+/// directory is opened here, so a missing one is reported before any VM
+/// starts.
+fn parse_mounts(value: &str) -> Result<Vec<Mount>, ConfigError> {
+    let mut mounts: Vec<Mount> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |source| ConfigError::BadMount {
+            entry: entry.to_owned(),
+            source,
+        };
+        let mount = Mount::parse(entry).map_err(bad)?;
+        if mounts.iter().any(|m| m.guest() == mount.guest()) {
+            return Err(bad(MountError::Duplicate(mount.guest().to_owned())));
+        }
+        mounts.push(mount);
+    }
+    Ok(mounts)
+}
+
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -161,6 +194,10 @@ impl Config {
                 Some(v)
             }
         };
+        let mounts = match get("HERMIT_MOUNT") {
+            None => Vec::new(),
+            Some(v) => parse_mounts(&v)?,
+        };
         Ok(Self {
             isle,
             cpus,
@@ -170,6 +207,7 @@ impl Config {
             kvm: flag("HERMIT_KVM", true)?,
             debug: flag("HERMIT_DEBUG", false)?,
             log_level,
+            mounts,
         })
     }
 
@@ -212,6 +250,32 @@ mod tests {
         assert_eq!(c.mem, 2 << 30);
         assert!(!c.verbose && c.kvm && !c.debug);
         assert_eq!(c.cmdline(), "");
+        assert!(c.mounts.is_empty());
+    }
+
+    #[test]
+    fn mounts_are_a_comma_separated_list() {
+        let tmp = std::env::temp_dir();
+        let host = tmp.to_str().unwrap();
+        let value = format!("{host}:/a, {host}:/b/c,");
+        let c = cfg(&[("HERMIT_MOUNT", &value)]).unwrap();
+        let guests: Vec<&str> = c.mounts.iter().map(Mount::guest).collect();
+        assert_eq!(guests, ["/a", "/b/c"]);
+        assert_eq!(c.mounts[1].host(), tmp);
+        assert!(cfg(&[("HERMIT_MOUNT", "")]).unwrap().mounts.is_empty());
+
+        for (value, needle) in [
+            ("/nonexistent/dir:/x".to_owned(), "no such directory"),
+            (host.to_string(), "is not HOST:GUEST"),
+            (format!("{host}:x"), "is not absolute"),
+            (format!("{host}:/"), "cannot be a mount point"),
+            (format!("{host}:/a,{host}:/a"), "mapped twice"),
+        ] {
+            let e = cfg(&[("HERMIT_MOUNT", &value)]).unwrap_err().to_string();
+            assert!(e.starts_with("HERMIT_MOUNT entry '"), "{e}");
+            assert!(e.contains(needle), "{value}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! core and uhyve pins CPU `i`'s thread to the `i`-th core (cores that do
 //! not exist are skipped with a warning). Under QEMU only the count is used
 //! (`-smp`); its threads are not pinned.
+//!
+//! `HERMIT_MOUNT="HOST:GUEST[,HOST:GUEST...]"` maps host directories into
+//! the guest (uhyve's `--mount`); under QEMU it is not available yet and
+//! the proxy says so in a one-line warning.
 
 mod config;
 
@@ -33,6 +37,10 @@ Environment:
   HERMIT_MEM=SIZE         guest memory, e.g. 512M or 2G (default 2G)
   HERMIT_VERBOSE=1        print the kernel log when the application ends
   HERMIT_LOG_LEVEL=LEVEL  kernel log level: off|error|warn|info|debug|trace
+  HERMIT_MOUNT=HOST:GUEST[,HOST:GUEST...]
+                          map existing host directories at absolute guest
+                          paths (uhyve only for now); the guest reaches
+                          nothing outside them
   HERMIT_KVM=0            QEMU: use TCG instead of KVM
   HERMIT_DEBUG=1          QEMU: wait for gdb on port 1234
   HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
@@ -81,11 +89,17 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 cpus: config.cpus,
                 pin: config.pin.clone(),
                 cmdline: config.cmdline(),
+                mounts: config.mounts.clone(),
             };
             let outcome = uhyve::run(&vm).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)
         }
         Isle::Qemu => {
+            if !config.mounts.is_empty() {
+                eprintln!(
+                    "proxy: warning: HERMIT_MOUNT is not available under QEMU yet; the guest sees no host directories"
+                );
+            }
             let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
             let vm = hermit_qemu::Config {
                 image,

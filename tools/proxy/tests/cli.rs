@@ -1,5 +1,6 @@
-//! The proxy binary's answer to a bad `HERMIT_CPUS` core list: one line on
-//! stderr and status 125, before any image is read or VM created.
+//! The proxy binary's answer to a bad `HERMIT_CPUS` core list or
+//! `HERMIT_MOUNT` entry: one line on stderr and status 125, before any image
+//! is read or VM created; and its warning about mounts under QEMU.
 
 use std::process::Command;
 
@@ -31,4 +32,41 @@ fn bad_core_lists_are_one_line_errors() {
             "{value:?}: expected {needle:?} in {stderr}"
         );
     }
+}
+
+#[test]
+fn bad_mounts_are_one_line_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("/nonexistent/image")
+        .env_clear()
+        .env("HERMIT_MOUNT", "/nonexistent/dir:/data")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("proxy: HERMIT_MOUNT entry '/nonexistent/dir:/data' is not valid:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn mounts_under_qemu_give_a_warning() {
+    let tmp = std::env::temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .arg("/nonexistent/image")
+        .env_clear()
+        .env("HERMIT_ISLE", "qemu")
+        .env("HERMIT_MOUNT", format!("{}:/data", tmp.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The image does not exist, so the run fails after the warning.
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "proxy: warning: HERMIT_MOUNT is not available under QEMU yet; the guest sees no host directories"
+    );
 }

@@ -6,8 +6,11 @@
 
 use std::mem::{offset_of, size_of};
 
+use hermit_hostfs::{CallBuffers, DataBuf, PathArg, Server};
+use hermit_interface::errno::Errno;
+use hermit_interface::fs::{FsCall, PATH_MAX};
 use hermit_interface::hypercall::{self, Nr, errno};
-use hermit_interface::{LOG_RING_MAGIC, LogRing};
+use hermit_interface::{LOG_RING_MAGIC, LogRing, PhysSlice};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 /// The largest log ring uhyve reads back; bigger capacities are rejected as
@@ -66,6 +69,10 @@ pub enum Action {
     /// needs only guest memory; the VM checks that the CPU is not running
     /// yet, starts it and stores the result with [`store_start_result`].
     StartCpu(StartRequest),
+    /// Serve the [`FsCall`] at this guest-physical address with
+    /// [`serve_fs`]; returned so that the VM serves it without holding the
+    /// lock of its [`Hypercalls`] (file I/O can block).
+    Fs(u64),
 }
 
 /// A [`Nr::StartCpu`] request whose CPU index, alignments and addresses
@@ -137,7 +144,7 @@ impl<O: Output> Hypercalls<O> {
                 Err(abort) => abort,
             },
             Nr::StartCpu => self.start_cpu(mem, addr),
-            Nr::Fs => Action::Abort("host file system not available in this uhyve".into()),
+            Nr::Fs => Action::Fs(addr),
         }
     }
 
@@ -196,6 +203,101 @@ impl<O: Output> Hypercalls<O> {
             Err((0, e)) => -i64::from(e),
             Err((n, _)) => n as i64,
         }
+    }
+}
+
+/// Serves the [`Nr::Fs`] hypercall whose [`FsCall`] is at `block`: decodes
+/// it from guest memory, lets `server` run it on the guest's buffers in
+/// place (paths are copied out first; data moves directly between the host
+/// kernel and guest RAM) and stores the result in the block. A block
+/// outside guest memory ends the VM, like any hypercall's; bad `path`,
+/// `path2` or `buf` ranges are the guest's `-EFAULT` (`-ENAMETOOLONG` for a
+/// path longer than `PATH_MAX`).
+pub fn serve_fs(mem: &GuestMemoryMmap, server: &Server, block: u64) -> Action {
+    const SIZE: usize = size_of::<FsCall>();
+    let raw = match read_param::<SIZE>(mem, Nr::Fs, block) {
+        Ok(raw) => raw,
+        Err(abort) => return abort,
+    };
+    let call = decode_fs_call(&raw);
+    let result = server.call(&call, &mut GuestBuffers { mem, call });
+    let at = GuestAddress(block + offset_of!(FsCall, result) as u64);
+    // The whole block was readable, so its result field is writable.
+    match mem.write_slice(&result.to_le_bytes(), at) {
+        Ok(()) => Action::Continue,
+        Err(e) => Action::Abort(format!("hypercall Fs: cannot store the result: {e}")),
+    }
+}
+
+/// An [`FsCall`] from its little-endian bytes.
+fn decode_fs_call(raw: &[u8; size_of::<FsCall>()]) -> FsCall {
+    let u32_at = |offset: usize| {
+        u32::from_le_bytes([
+            raw[offset],
+            raw[offset + 1],
+            raw[offset + 2],
+            raw[offset + 3],
+        ])
+    };
+    let slice = |offset: usize| PhysSlice {
+        addr: u64_at(raw, offset + offset_of!(PhysSlice, addr)),
+        len: u64_at(raw, offset + offset_of!(PhysSlice, len)),
+    };
+    FsCall {
+        op: u32_at(offset_of!(FsCall, op)),
+        handle: u32_at(offset_of!(FsCall, handle)) as i32,
+        flags: u32_at(offset_of!(FsCall, flags)),
+        mode: u32_at(offset_of!(FsCall, mode)),
+        path: slice(offset_of!(FsCall, path)),
+        path2: slice(offset_of!(FsCall, path2)),
+        buf: slice(offset_of!(FsCall, buf)),
+        offset: u64_at(raw, offset_of!(FsCall, offset)) as i64,
+        whence: u32_at(offset_of!(FsCall, whence)),
+        _reserved: u32_at(offset_of!(FsCall, _reserved)),
+        result: 0,
+    }
+}
+
+/// The buffers of one guest [`FsCall`], checked against guest RAM.
+struct GuestBuffers<'a> {
+    mem: &'a GuestMemoryMmap,
+    call: FsCall,
+}
+
+impl CallBuffers for GuestBuffers<'_> {
+    fn path(&mut self, which: PathArg) -> Result<Vec<u8>, Errno> {
+        let path = match which {
+            PathArg::Path => self.call.path,
+            PathArg::Path2 => self.call.path2,
+        };
+        if path.len > PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if path.len == 0 {
+            return Ok(Vec::new());
+        }
+        let slice = guest_slice(self.mem, path.addr, path.len).ok_or(Errno::EFAULT)?;
+        let mut bytes = vec![0u8; slice.len()];
+        if slice.copy_to(&mut bytes[..]) != bytes.len() {
+            return Err(Errno::EFAULT);
+        }
+        Ok(bytes)
+    }
+
+    fn data(&mut self) -> Result<DataBuf<'_>, Errno> {
+        let buf = self.call.buf;
+        if buf.len == 0 {
+            return Ok(DataBuf::empty());
+        }
+        let slice = guest_slice(self.mem, buf.addr, buf.len).ok_or(Errno::EFAULT)?;
+        let guard = slice.ptr_guard_mut();
+        // SAFETY: `slice` is a bounds-checked range of one region of the
+        // guest memory mapping, which `self.mem` (borrowed for longer than
+        // the returned buffer) keeps mapped; uhyve's memory has no dirty
+        // bitmap, so the guard has nothing to do on drop. Host code holds no
+        // Rust references into guest RAM; the guest itself may change the
+        // bytes meanwhile, which `DataBuf` allows.
+        Ok(unsafe { DataBuf::from_raw(guard.as_ptr(), slice.len()) })
     }
 }
 
@@ -291,6 +393,7 @@ fn u64_at(raw: &[u8], offset: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use hermit_interface::fs::{FileStat, Op, open_flags};
     use hermit_interface::hypercall::PORT_BASE;
 
     use super::*;
@@ -387,6 +490,10 @@ mod tests {
                 Action::Abort(_)
             ));
         }
+        assert!(matches!(
+            h.handle_out(&mem, Nr::Fs.port(), &[0, 0]),
+            Action::Abort(_)
+        ));
         assert_eq!(h.log_ring, None);
     }
 
@@ -505,5 +612,224 @@ mod tests {
         for at in [MEM - 8, MEM, u64::MAX - 4] {
             assert!(read_log(&mem, at).is_err());
         }
+    }
+
+    /// A temporary host directory holding `f` ("file data"), removed on drop.
+    struct HostDir(std::path::PathBuf);
+
+    impl HostDir {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("uhyve-fs-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("f"), b"file data").unwrap();
+            Self(path)
+        }
+
+        fn server(&self) -> Server {
+            let mount = hermit_hostfs::Mount::new(&self.0, "/data").unwrap();
+            Server::new(vec![mount]).unwrap()
+        }
+    }
+
+    impl Drop for HostDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const BLOCK: u64 = 0x1000;
+
+    /// Stores `call` at [`BLOCK`] (with a canary result), issues the Fs
+    /// hypercall and serves it; returns the stored result.
+    fn fs(mem: &GuestMemoryMmap, server: &Server, call: FsCall) -> i64 {
+        let at = |f: usize| GuestAddress(BLOCK + f as u64);
+        mem.write_obj(call.op, at(offset_of!(FsCall, op))).unwrap();
+        mem.write_obj(call.handle, at(offset_of!(FsCall, handle)))
+            .unwrap();
+        mem.write_obj(call.flags, at(offset_of!(FsCall, flags)))
+            .unwrap();
+        mem.write_obj(call.mode, at(offset_of!(FsCall, mode)))
+            .unwrap();
+        for (field, slice) in [
+            (offset_of!(FsCall, path), call.path),
+            (offset_of!(FsCall, path2), call.path2),
+            (offset_of!(FsCall, buf), call.buf),
+        ] {
+            mem.write_obj(slice.addr, at(field)).unwrap();
+            mem.write_obj(slice.len, at(field + 8)).unwrap();
+        }
+        mem.write_obj(call.offset, at(offset_of!(FsCall, offset)))
+            .unwrap();
+        mem.write_obj(call.whence, at(offset_of!(FsCall, whence)))
+            .unwrap();
+        mem.write_obj(0x5555i64, at(offset_of!(FsCall, result)))
+            .unwrap();
+        let mut h = Hypercalls::new(Capture::default());
+        let action = h.handle_out(mem, Nr::Fs.port(), &(BLOCK as u32).to_le_bytes());
+        assert_eq!(action, Action::Fs(BLOCK));
+        assert_eq!(serve_fs(mem, server, BLOCK), Action::Continue);
+        mem.read_obj(at(offset_of!(FsCall, result))).unwrap()
+    }
+
+    fn phys(addr: u64, len: u64) -> PhysSlice {
+        PhysSlice { addr, len }
+    }
+
+    fn open_call(path: PhysSlice, flags: u32) -> FsCall {
+        FsCall {
+            op: Op::Open as u32,
+            flags,
+            mode: 0o644,
+            path,
+            ..Default::default()
+        }
+    }
+
+    fn io_call(op: Op, handle: i32, buf: PhysSlice) -> FsCall {
+        FsCall {
+            op: op as u32,
+            handle,
+            buf,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fs_calls_use_guest_memory_in_place() {
+        let dir = HostDir::new("in-place");
+        let server = dir.server();
+        let mem = memory();
+        mem.write_slice(b"f", GuestAddress(0x2000)).unwrap();
+        let h = fs(
+            &mem,
+            &server,
+            open_call(phys(0x2000, 1), open_flags::O_RDWR),
+        );
+        assert_eq!(h, 3);
+        let h = h as i32;
+        // Read straight into guest RAM.
+        assert_eq!(fs(&mem, &server, io_call(Op::Read, h, phys(0x3000, 64))), 9);
+        let mut got = [0u8; 9];
+        mem.read_slice(&mut got, GuestAddress(0x3000)).unwrap();
+        assert_eq!(&got, b"file data");
+        // Write from guest RAM; the last byte of RAM is usable.
+        mem.write_slice(b"!", GuestAddress(MEM - 1)).unwrap();
+        assert_eq!(
+            fs(&mem, &server, io_call(Op::Write, h, phys(MEM - 1, 1))),
+            1
+        );
+        assert_eq!(std::fs::read(dir.0.join("f")).unwrap(), b"file data!");
+        // Fstat fills a FileStat in place.
+        let stat = io_call(Op::Fstat, h, phys(0x4000, size_of::<FileStat>() as u64));
+        assert_eq!(fs(&mem, &server, stat), 0);
+        let size: i64 = mem
+            .read_obj(GuestAddress(0x4000 + offset_of!(FileStat, size) as u64))
+            .unwrap();
+        assert_eq!(size, 10);
+        // MountInfo, and a zero-length buffer anywhere.
+        assert_eq!(
+            fs(&mem, &server, io_call(Op::MountInfo, 0, phys(0x5000, 16))),
+            5
+        );
+        assert_eq!(
+            fs(&mem, &server, io_call(Op::Read, h, phys(u64::MAX, 0))),
+            0
+        );
+        // Rename reads both paths.
+        mem.write_slice(b"g", GuestAddress(0x2010)).unwrap();
+        let rename = FsCall {
+            op: Op::Rename as u32,
+            path: phys(0x2000, 1),
+            path2: phys(0x2010, 1),
+            ..Default::default()
+        };
+        assert_eq!(fs(&mem, &server, rename), 0);
+        assert!(dir.0.join("g").is_file());
+        // Another block's fields are not mixed up: close, then EBADF.
+        assert_eq!(fs(&mem, &server, io_call(Op::Close, h, phys(0, 0))), 0);
+        assert_eq!(
+            fs(&mem, &server, io_call(Op::Read, h, phys(0x3000, 1))),
+            Errno::EBADF.to_neg()
+        );
+    }
+
+    #[test]
+    fn fs_calls_check_guest_ranges() {
+        let dir = HostDir::new("ranges");
+        let server = dir.server();
+        let mem = memory();
+        let efault = Errno::EFAULT.to_neg();
+        mem.write_slice(b"f", GuestAddress(MEM - 1)).unwrap();
+        assert_eq!(
+            fs(&mem, &server, open_call(phys(MEM - 1, 1), 0)),
+            3,
+            "last byte"
+        );
+        for (addr, len) in [
+            (MEM, 1),
+            (MEM - 1, 2),
+            (u64::MAX, 1),
+            (u64::MAX - 1, 4),
+            (1 << 40, 1),
+        ] {
+            let call = open_call(phys(addr, len), 0);
+            assert_eq!(fs(&mem, &server, call), efault, "path {addr:#x}+{len}");
+            let stat = FsCall {
+                op: Op::Stat as u32,
+                path: phys(addr, len),
+                buf: phys(0x4000, 256),
+                ..Default::default()
+            };
+            assert_eq!(fs(&mem, &server, stat), efault, "stat path {addr:#x}+{len}");
+        }
+        let too_long = FsCall {
+            op: Op::Mkdir as u32,
+            path: phys(0x2000, PATH_MAX + 1),
+            ..Default::default()
+        };
+        assert_eq!(fs(&mem, &server, too_long), Errno::ENAMETOOLONG.to_neg());
+        let huge = open_call(phys(0x2000, u64::MAX), 0);
+        assert_eq!(fs(&mem, &server, huge), Errno::ENAMETOOLONG.to_neg());
+
+        for (addr, len) in [
+            (MEM - 8, 9),
+            (MEM, 1),
+            (0x3000, MEM),
+            (0x3000, u64::MAX),
+            (u64::MAX, 2),
+            (1 << 40, 4096),
+        ] {
+            for op in [Op::Read, Op::Write, Op::Pread, Op::Pwrite, Op::Fstat] {
+                let call = io_call(op, 3, phys(addr, len));
+                assert_eq!(fs(&mem, &server, call), efault, "{op:?} {addr:#x}+{len:#x}");
+            }
+        }
+        assert_eq!(std::fs::read(dir.0.join("f")).unwrap(), b"file data");
+    }
+
+    #[test]
+    fn fs_blocks_outside_memory_end_the_vm() {
+        let dir = HostDir::new("blocks");
+        let server = dir.server();
+        let mem = memory();
+        let size = size_of::<FsCall>() as u64;
+        for block in [MEM, MEM - size + 1, MEM - 8, u32::MAX as u64] {
+            let action = serve_fs(&mem, &server, block);
+            assert!(
+                matches!(&action, Action::Abort(m) if m.contains("outside guest memory")),
+                "{block:#x}: {action:?}"
+            );
+        }
+        // The last place a block fits.
+        mem.write_obj(Op::MountInfo as u32, GuestAddress(MEM - size))
+            .unwrap();
+        assert_eq!(serve_fs(&mem, &server, MEM - size), Action::Continue);
+        let result: i64 = mem.read_obj(GuestAddress(MEM - 8)).unwrap();
+        assert_eq!(
+            result,
+            Errno::ERANGE.to_neg(),
+            "MountInfo into an empty buffer"
+        );
     }
 }

@@ -5,8 +5,22 @@
 //! [`layout`]), enters the kernel directly in 64-bit mode (no real-mode or
 //! firmware code), and serves the port-I/O hypercalls of
 //! [`hermit_interface::hypercall`]: Exit, Write (to this process's stdout and
-//! stderr), LogRegister (the kernel log ring, read back when the VM ends) and
-//! StartCpu.
+//! stderr), LogRegister (the kernel log ring, read back when the VM ends),
+//! StartCpu and Fs.
+//!
+//! # Host directories
+//!
+//! [`Config::mounts`] (`--mount HOST:GUEST`) maps host directories into the
+//! guest. The Fs hypercall carries one
+//! [`FsCall`](hermit_interface::fs::FsCall) (one VM exit per operation),
+//! served by a per-VM [`hermit_hostfs::Server`] on the calling vCPU's
+//! thread without any uhyve-wide lock: the call block, paths and data
+//! buffer are checked against guest RAM, paths are copied out, and file
+//! data is read and written by the host kernel directly in guest memory.
+//! The server confines every path beneath its mount (see `hermit-hostfs`);
+//! without mounts the guest sees no host file at all. Handle 0 reads this
+//! process's stdin (blocking that vCPU's thread; the VM's end interrupts
+//! the read), handles 1 and 2 write its stdout and stderr.
 //!
 //! # SMP
 //!
@@ -41,7 +55,7 @@
 //!
 //! It is not a general VMM: besides the in-kernel local APICs there are no
 //! devices (port reads return all ones, writes to unknown ports and unmapped
-//! MMIO are ignored), no networking, files or GDB stub; no CPU hot-unplug,
+//! MMIO are ignored), no networking or GDB stub; no CPU hot-unplug,
 //! INIT/SIPI from the guest is not how CPUs start (use StartCpu).
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock
@@ -81,6 +95,9 @@ pub struct Config {
     pub pin: Option<Vec<usize>>,
     /// Kernel command line, e.g. `log=debug`.
     pub cmdline: String,
+    /// Host directories mapped into the guest; mount index `i` of the Fs
+    /// hypercall is `mounts[i]`. Guest paths must differ.
+    pub mounts: Vec<hermit_hostfs::Mount>,
 }
 
 /// How a VM ended.
@@ -175,6 +192,9 @@ pub enum Error {
     /// The boot data could not be written (e.g. a NUL byte in an argument).
     #[error("invalid boot data: {0}")]
     Boot(hermit_loader::Error),
+    /// The mounts cannot be served (e.g. a guest path mapped twice).
+    #[error("invalid mount: {0}")]
+    Mount(#[from] hermit_hostfs::MountError),
     /// A KVM ioctl failed while setting up the VM.
     #[error("{what} failed: {source}")]
     Kvm {

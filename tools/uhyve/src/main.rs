@@ -1,11 +1,13 @@
 //! `uhyve [OPTIONS] IMAGE [ARGS...]`: runs a hermit image under KVM and
-//! exits with its status. Options are parsed by hand: there are five, and
+//! exits with its status. Options are parsed by hand: there are six, and
 //! start-up time matters.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use hermit_hostfs::{Mount, MountError};
 
 const USAGE: &str = "\
 Usage: uhyve [OPTIONS] IMAGE [ARGS...]
@@ -24,6 +26,11 @@ Options:
       --verbose          print the kernel log to stderr when the VM ends
       --log-level LEVEL  kernel log level: off, error, warn, info, debug or
                          trace (passed as log=LEVEL on the kernel command line)
+      --mount HOST:GUEST map the existing host directory HOST at the absolute
+                         guest path GUEST (repeatable; HOST may contain ':',
+                         GUEST may not). The guest reaches nothing outside
+                         HOST: no '..' above it, no symlinks out of it, no
+                         device files. Without --mount it sees no host files
   -h, --help             show this help
 ";
 
@@ -37,6 +44,7 @@ struct Cli {
     pin: Option<Vec<usize>>,
     verbose: bool,
     log_level: Option<String>,
+    mounts: Vec<Mount>,
     image: PathBuf,
     args: Vec<String>,
 }
@@ -71,6 +79,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut pin: Option<Vec<usize>> = None;
     let mut verbose = false;
     let mut log_level = None;
+    let mut mounts: Vec<Mount> = Vec::new();
     let utf8 = |a: OsString| {
         a.into_string()
             .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
@@ -125,6 +134,15 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
                 }
                 log_level = Some(v);
             }
+            "--mount" => {
+                let v = value("--mount")?;
+                let mount = Mount::parse(&v).map_err(|e| format!("invalid --mount '{v}': {e}"))?;
+                if mounts.iter().any(|m| m.guest() == mount.guest()) {
+                    let e = MountError::Duplicate(mount.guest().to_owned());
+                    return Err(format!("invalid --mount '{v}': {e}"));
+                }
+                mounts.push(mount);
+            }
             "--" => match args.next() {
                 Some(image) => break utf8(image)?,
                 None => return Err("missing IMAGE (try --help)".into()),
@@ -150,6 +168,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         pin,
         verbose,
         log_level,
+        mounts,
         image: PathBuf::from(image),
         args: guest_args,
     }))
@@ -179,6 +198,7 @@ fn main() -> ExitCode {
             .log_level
             .map(|l| format!("log={l}"))
             .unwrap_or_default(),
+        mounts: cli.mounts,
     };
     let outcome = match uhyve::run(&config) {
         Ok(outcome) => outcome,
@@ -252,6 +272,7 @@ mod tests {
                 pin: None,
                 verbose: true,
                 log_level: Some("debug".into()),
+                mounts: Vec::new(),
                 image: "img".into(),
                 args: vec!["img".into(), "--mem".into(), "x".into()],
             }
@@ -282,6 +303,38 @@ mod tests {
     }
 
     #[test]
+    fn mounts_are_repeatable_and_checked() {
+        let dir = std::env::temp_dir();
+        let host = dir.to_str().unwrap();
+        let (a, b) = (format!("{host}:/a"), format!("--mount={host}:/b/c"));
+        let Ok(Request::Run(cli)) = run(&["--mount", &a, &b, "img", "--mount", "x"]) else {
+            panic!("parse failed");
+        };
+        let guests: Vec<&str> = cli.mounts.iter().map(Mount::guest).collect();
+        assert_eq!(guests, ["/a", "/b/c"]);
+        assert_eq!(cli.mounts[0].host(), dir);
+        assert_eq!(cli.args, ["img", "--mount", "x"], "guest arguments stay");
+
+        for (spec, needle) in [
+            ("nocolon".to_owned(), "is not HOST:GUEST"),
+            ("/nonexistent/dir:/x".to_owned(), "no such directory"),
+            (format!("{host}:rel"), "is not absolute"),
+            (format!("{host}:/"), "cannot be a mount point"),
+            (format!("{host}:/a/../b"), "not normalised"),
+        ] {
+            let err = run(&["--mount", &spec, "img"]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid --mount '{spec}': ")),
+                "{err}"
+            );
+            assert!(err.contains(needle), "{err}");
+        }
+        let err = run(&["--mount", &a, "--mount", &a, "img"]).unwrap_err();
+        assert!(err.contains("mapped twice"), "{err}");
+        assert!(run(&["--mount"]).unwrap_err().contains("needs a value"));
+    }
+
+    #[test]
     fn errors_are_one_line() {
         for args in [
             &[][..],
@@ -290,6 +343,7 @@ mod tests {
             &["--cpus", "two", "img"],
             &["--log-level", "loud", "img"],
             &["--bogus", "img"],
+            &["--mount", "/nonexistent:/x", "img"],
             &["--"],
         ] {
             let err = run(args).unwrap_err();

@@ -26,8 +26,10 @@ use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::cpus::{self, MAX_CPUS};
+use hermit_hostfs::Server;
+
 use crate::hypercall::{
-    Action, HostOutput, Hypercalls, StartRequest, read_log, store_start_result,
+    Action, HostOutput, Hypercalls, StartRequest, read_log, serve_fs, store_start_result,
 };
 use crate::layout::{GDT_ADDR, Layout, PAGE_TABLES_ADDR};
 use crate::{Config, Error, Outcome};
@@ -110,6 +112,7 @@ pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
         _ => {}
     }
     let pins = plan_pins(config)?;
+    let fs = Server::new(config.mounts.clone())?;
     let file = std::fs::read(&config.image).map_err(|source| Error::ImageRead {
         path: config.image.clone(),
         source,
@@ -155,6 +158,7 @@ pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
         stop: AtomicBool::new(false),
         state: Mutex::new(State::new(config.cpus as usize)),
         calls: Mutex::new(Hypercalls::with_cpus(HostOutput, config.cpus)),
+        fs,
     });
     Ok(machine.run_bsp(vcpu))
 }
@@ -412,6 +416,9 @@ struct Machine {
     stop: AtomicBool,
     state: Mutex<State>,
     calls: Mutex<Hypercalls<HostOutput>>,
+    /// The guest's host file system (serves `Nr::Fs` on any vCPU thread,
+    /// concurrently).
+    fs: Server,
 }
 
 /// Locks `m`, ignoring poisoning: the data stays consistent because every
@@ -506,6 +513,9 @@ impl Machine {
         let mut state = lock(&self.state);
         state.ending.get_or_insert(ending);
         self.stop.store(true, Ordering::SeqCst);
+        // A vCPU blocked reading the host's stdin for the guest gives up at
+        // the kick below instead of restarting the read.
+        self.fs.stop();
         for (i, kick) in state.kicks.iter().enumerate() {
             if let Some(kick) = kick
                 && i != cpu
@@ -574,10 +584,11 @@ impl Machine {
             };
             let action = match action {
                 Action::StartCpu(request) => self.start_cpu(&request),
+                Action::Fs(block) => serve_fs(&self.mem, &self.fs, block),
                 other => other,
             };
             match action {
-                Action::Continue | Action::StartCpu(_) => {}
+                Action::Continue | Action::StartCpu(_) | Action::Fs(_) => {}
                 Action::Exit(status) => break Some(Ok(status)),
                 Action::Abort(reason) => break Some(Err(self.describe(cpu, vcpu, &reason))),
             }

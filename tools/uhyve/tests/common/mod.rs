@@ -400,5 +400,6 @@ pub fn config(image: PathBuf) -> uhyve::Config {
         cpus: 1,
         pin: None,
         cmdline: String::new(),
+        mounts: Vec::new(),
     }
 }
