@@ -13,7 +13,7 @@ use hermit_fs::hostfs::{Data, HostTransport};
 use hermit_interface::PhysSlice;
 use hermit_interface::errno::Errno;
 use hermit_interface::fs::FsCall;
-use hermit_interface::fs::stream::StreamReply;
+use hermit_interface::fs::stream::{MAX_DATA, StreamReply};
 use hermit_interface::hypercall::Nr;
 use virtio_drivers::transport::DeviceType;
 use virtio_drivers::transport::mmio::MmioTransport;
@@ -202,10 +202,15 @@ impl HostTransport for StreamTransport {
             addr: 0,
             len: path2.len() as u64,
         };
+        // Larger I/O becomes a short read or write, which callers repeat.
+        let max = usize::try_from(MAX_DATA).unwrap_or(usize::MAX);
         let (payload, out): (&[u8], Option<&mut [u8]>) = match data {
             Data::None => (&[], None),
-            Data::In(bytes) => (bytes, None),
-            Data::Out(buf) => (&[], Some(buf)),
+            Data::In(bytes) => (&bytes[..bytes.len().min(max)], None),
+            Data::Out(buf) => {
+                let n = buf.len().min(max);
+                (&[], Some(&mut buf[..n]))
+            }
         };
         let buf_len = out.as_ref().map_or(payload.len(), |b| b.len());
         call.buf = PhysSlice {

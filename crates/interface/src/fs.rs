@@ -260,8 +260,13 @@ impl DirEntryHeader {
 /// path, `path2.len` bytes of second path and, for `Write` and `Pwrite`,
 /// `buf.len` bytes of data. The answer is a [`StreamReply`] followed by
 /// `data_len` bytes: the bytes a `Read`, `Pread`, `Fstat`, `Stat`,
-/// `ReadDir` or `MountInfo` stored into `buf`.
+/// `ReadDir` or `MountInfo` stored into `buf`. `buf.len` is at most
+/// [`MAX_DATA`](stream::MAX_DATA) (a guest splits larger I/O; reads and
+/// writes may be short anyway); a request over that ends the session.
 pub mod stream {
+    /// The most data one request may carry or ask for.
+    pub const MAX_DATA: u64 = 16 << 20;
+
     /// The answer header.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -12,8 +12,8 @@
 //! (`-smp`); its threads are not pinned.
 //!
 //! `HERMIT_MOUNT="HOST:GUEST[,HOST:GUEST...]"` maps host directories into
-//! the guest (uhyve's `--mount`); under QEMU it is not available yet and
-//! the proxy says so in a one-line warning.
+//! the guest: uhyve's `--mount`, and under QEMU the proxy serves them (and
+//! stdin) itself over a virtio console.
 
 mod config;
 
@@ -39,8 +39,7 @@ Environment:
   HERMIT_LOG_LEVEL=LEVEL  kernel log level: off|error|warn|info|debug|trace
   HERMIT_MOUNT=HOST:GUEST[,HOST:GUEST...]
                           map existing host directories at absolute guest
-                          paths (uhyve only for now); the guest reaches
-                          nothing outside them
+                          paths; the guest reaches nothing outside them
   HERMIT_KVM=0            QEMU: use TCG instead of KVM
   HERMIT_DEBUG=1          QEMU: wait for gdb on port 1234
   HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
@@ -66,6 +65,35 @@ fn main() -> ExitCode {
             ExitCode::from(PROXY_ERROR)
         }
     }
+}
+
+/// The host end of the guest's file-system stream under QEMU: the same
+/// server uhyve uses, fed from the stream's owned buffers.
+fn file_service(
+    mounts: Vec<hermit_hostfs::Mount>,
+) -> Result<hermit_qemu::FileService, hermit_hostfs::MountError> {
+    use hermit_interface::fs::Op;
+    let server = hermit_hostfs::Server::new(mounts)?;
+    Ok(hermit_qemu::FileService(std::sync::Arc::new(
+        move |req: &hermit_qemu::stream::Request<'_>, out: &mut Vec<u8>| {
+            let call = &req.call;
+            // `serve` bounds `buf.len` by `MAX_DATA`.
+            let data = match Op::from_raw(call.op) {
+                Some(Op::Write | Op::Pwrite) => req.input.to_vec(),
+                _ => vec![0; call.buf.len as usize],
+            };
+            let mut bufs = hermit_hostfs::VecBuffers {
+                path: req.path.to_vec(),
+                path2: req.path2.to_vec(),
+                data,
+            };
+            let result = server.call(call, &mut bufs);
+            let stored = hermit_hostfs::stored_len(call, result) as usize;
+            bufs.data.truncate(stored);
+            *out = bufs.data;
+            result
+        },
+    )))
 }
 
 fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
@@ -95,11 +123,6 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
             (outcome.status, outcome.kernel_log, outcome.abnormal)
         }
         Isle::Qemu => {
-            if !config.mounts.is_empty() {
-                eprintln!(
-                    "proxy: warning: HERMIT_MOUNT is not available under QEMU yet; the guest sees no host directories"
-                );
-            }
             let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
             let vm = hermit_qemu::Config {
                 image,
@@ -113,7 +136,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 debug: config.debug,
                 debug_exit: true,
                 qemu: None,
-                files: None,
+                files: Some(file_service(config.mounts.clone()).map_err(|e| e.to_string())?),
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

@@ -10,9 +10,7 @@ use hermit_interface::errno::Errno;
 use hermit_interface::fs::stream::StreamReply;
 use hermit_interface::fs::{FsCall, Op, PATH_MAX};
 
-/// The most data one request may carry or ask for; larger requests are
-/// answered with `EINVAL` (the guest splits its I/O).
-pub const MAX_DATA: u64 = 16 << 20;
+pub use hermit_interface::fs::stream::MAX_DATA;
 
 /// One decoded request.
 pub struct Request<'a> {
