@@ -80,21 +80,21 @@ pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(workspace()).args([
-            "build",
-            "--release",
-            "-p",
-            "proxy",
-            "-p",
-            "uhyve",
-            "-p",
-            "pvh-loader",
-        ]);
+        // Host tools and guest code are built by separate commands: cargo
+        // unifies a package's features across everything one command
+        // builds, and host crates turn on `std` features of dependencies
+        // the kernel shares (thiserror, through vm-memory).
+        let mut host = Command::new(&cargo);
+        host.current_dir(workspace())
+            .args(["build", "--release", "-p", "proxy", "-p", "uhyve"]);
+        let mut guest = Command::new(&cargo);
+        guest
+            .current_dir(workspace())
+            .args(["build", "--release", "-p", "pvh-loader"]);
         for app in APPS.iter().filter(|a| !FEATURE_APPS.contains(a)) {
-            cmd.args(["-p", app]);
+            guest.args(["-p", app]);
         }
-        let mut commands = vec![cmd];
+        let mut commands = vec![host, guest];
         for app in FEATURE_APPS {
             let mut cmd = Command::new(&cargo);
             cmd.current_dir(workspace())

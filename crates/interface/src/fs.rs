@@ -263,9 +263,14 @@ impl DirEntryHeader {
 /// `ReadDir` or `MountInfo` stored into `buf`. `buf.len` is at most
 /// [`MAX_DATA`](stream::MAX_DATA) (a guest splits larger I/O; reads and
 /// writes may be short anyway); a request over that ends the session.
+///
+/// Only one request is in flight, and it must fit the host socket's buffer:
+/// QEMU's virtio console drops what it cannot write to its chardev at once
+/// (it does not throttle console ports), so a request never exceeds
+/// `MAX_DATA` plus two paths.
 pub mod stream {
     /// The most data one request may carry or ask for.
-    pub const MAX_DATA: u64 = 16 << 20;
+    pub const MAX_DATA: u64 = 64 << 10;
 
     /// The answer header.
     #[repr(C)]

@@ -390,6 +390,20 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
     let files = match &config.files {
         Some(service) => {
             let (guest_end, host_end) = std::os::unix::net::UnixStream::pair()?;
+            // QEMU drops console output it cannot write at once; give its
+            // end the largest send buffer allowed (a request is at most
+            // `stream::MAX_DATA` plus two paths, well below the default).
+            let size: libc::c_int = 4 << 20;
+            // SAFETY: valid socket fd, option value of the stated size.
+            unsafe {
+                libc::setsockopt(
+                    guest_end.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    (&raw const size).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
             Some((OwnedFd::from(guest_end), host_end, service.clone()))
         }
         None => None,
