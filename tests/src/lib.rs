@@ -22,6 +22,7 @@ pub const APPS: &[&str] = &[
     "test-malloc-mt",
     "pi",
     "bench-threads",
+    "benchmarks",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the

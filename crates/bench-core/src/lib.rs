@@ -121,16 +121,14 @@ pub fn run<P: Platform>(cmd: &Command) -> Result<(), Error> {
     }
 }
 
-/// Prints `bench <name> <value> <unit>`.
+/// Prints `bench <name> <value> <unit>` (the [`Line::Bench`] format, with
+/// four decimals below 100 so that tiny guest rates keep their digits).
 fn report<P: Platform>(name: &str, value: f64, unit: &str) {
-    P::print(format_args!(
-        "{}",
-        Line::Bench {
-            name: name.into(),
-            value,
-            unit: unit.into()
-        }
-    ));
+    if value.abs() >= 100.0 {
+        P::print(format_args!("bench {name} {value:.1} {unit}"));
+    } else {
+        P::print(format_args!("bench {name} {value:.4} {unit}"));
+    }
 }
 
 /// Prints `info <text>`.
@@ -139,7 +137,7 @@ fn info<P: Platform>(text: fmt::Arguments<'_>) {
 }
 
 /// Reads the number after `flag`: positive, at most `max`.
-fn number<'a>(flag: &str, value: Option<&'a str>, max: u64) -> Result<u64, Error> {
+fn number(flag: &str, value: Option<&str>, max: u64) -> Result<u64, Error> {
     value
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|&n| n > 0 && n <= max)
@@ -217,6 +215,17 @@ mod tests {
         ));
         assert!(matches!(Command::parse([]), Err(Error::Usage(_))));
         assert!(matches!(Command::parse(["nope"]), Err(Error::Usage(_))));
+    }
+
+    #[test]
+    fn report_lines_parse_back_with_their_digits() {
+        report::<fake::Fake>("a", 0.123456, "MB/s");
+        report::<fake::Fake>("b", 123456.78, "ns");
+        let out = fake::take_output();
+        assert_eq!(out, ["bench a 0.1235 MB/s", "bench b 123456.8 ns"]);
+        for l in &out {
+            assert!(matches!(Line::parse(l), Some(Line::Bench { .. })), "{l}");
+        }
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! (10^6 bytes per second, like `stream.c`). The results are checked
 //! against the same recurrence computed on scalars, as `stream.c` does.
 //!
+//! Guest builds use soft float (see [`FLOAT`]): the target
+//! `x86_64-unknown-none` disables SSE for compiled code, so the guest's
+//! figures measure software floating point, not memory.
+//!
 //! The copy is written `a[j] + 0.0` so that the compiler keeps it a loop:
 //! as a plain copy it becomes a `memcpy` call, whose implementation differs
 //! between glibc and the guest, and the figure would compare memcpys rather
@@ -22,6 +26,17 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 
 use crate::{Error, Platform, info, number, report};
+
+/// How this build does `f64` arithmetic: `x86_64-unknown-none` (the guest
+/// apps' target) is a soft-float target, so there every addition and
+/// multiplication is a call into compiler-builtins, not an SSE2 instruction.
+/// The figure compares what the same source compiles to on each side; this
+/// says why they differ.
+pub const FLOAT: &str = if cfg!(target_feature = "sse2") {
+    "sse2"
+} else {
+    "soft-float"
+};
 
 /// The scale factor of `stream.c`.
 const SCALAR: f64 = 3.0;
@@ -180,11 +195,12 @@ fn check(a: &[f64], b: &[f64], c: &[f64], ntimes: u32) -> Result<(), Error> {
 /// Runs STREAM with `cfg` and prints the best rate of each kernel.
 pub fn run<P: Platform>(cfg: &Config) -> Result<(), Error> {
     info::<P>(format_args!(
-        "stream elements={} array-mib={:.1} total-mib={:.1} ntimes={}",
+        "stream elements={} array-mib={:.1} total-mib={:.1} ntimes={} float={}",
         cfg.elements,
         cfg.elements as f64 * 8.0 / 1048576.0,
         cfg.elements as f64 * 24.0 / 1048576.0,
-        cfg.ntimes
+        cfg.ntimes,
+        FLOAT
     ));
     let times = measure::<P>(cfg)?;
     for ((name, arrays), ns) in KERNELS.iter().zip(ARRAYS_TOUCHED).zip(times.best_ns) {
@@ -206,7 +222,7 @@ mod tests {
         let out = take_output();
         assert_eq!(
             out[0],
-            "info stream elements=10000 array-mib=0.1 total-mib=0.2 ntimes=3"
+            "info stream elements=10000 array-mib=0.1 total-mib=0.2 ntimes=3 float=sse2"
         );
         for k in KERNELS {
             let line = out
