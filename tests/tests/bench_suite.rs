@@ -213,5 +213,9 @@ fn suite_quick() {
             .unwrap_or_else(|e| panic!("{svg}.svg: {e}"));
         assert!(text.starts_with("<svg ") && text.trim_end().ends_with("</svg>"));
     }
+    assert!(
+        out_dir.join(".gitignore").exists(),
+        "no .gitignore in the output"
+    );
     let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -6,7 +6,8 @@
 //! wrapper has cached the pid in some versions, which would measure no
 //! kernel entry at all); the write is `write(2)` of one byte to stderr,
 //! which the runner drains like a guest's; memory comes from glibc malloc,
-//! which maps large regions lazily.
+//! which maps large regions lazily (the mmap threshold is pinned at
+//! 128 KiB, so that every repetition gets fresh pages).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -102,6 +103,12 @@ pub fn main(args: &[String]) -> Result<(), String> {
         rest = &rest[2..];
     }
     let cmd = Command::parse(rest.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+    // A fixed mmap threshold: glibc otherwise raises it after the first
+    // large free, and every later first-touch region would come from the
+    // already-touched heap instead of fresh pages.
+    // SAFETY: mallopt only changes malloc's tuning; no allocation is live
+    // that depends on the threshold.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) };
     start();
     let result = bench_core::run::<LinuxCore>(&cmd).map_err(|e| e.to_string());
     // End the line of write-1's dots.
