@@ -25,6 +25,7 @@ pub const APPS: &[&str] = &[
     "cat",
     "copy",
     "fs-check",
+    "benchmarks",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the

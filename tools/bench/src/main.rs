@@ -6,6 +6,12 @@
 //!   thread, futex, mutex and allocator figures ([`threads`]).
 //! - `hermit-bench native-threads [--cpus N] [BENCH ARGS...]`: the native
 //!   build of the thread benchmarks alone ([`native`]); `threads` runs it.
+//! - `hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg]
+//!   [--only LIST]`: the whole suite (boot, threads, basic, hourglass,
+//!   STREAM, footprint) with tables, `results.json` and SVG plots ([`suite`]).
+//! - `hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]`: the
+//!   native build of the `bench-core` benchmarks ([`native_core`]); `all`
+//!   runs it.
 //!
 //! Figures, not pass/fail: speed goals are judged by reading them, never by
 //! timed tests.
@@ -13,12 +19,18 @@
 use std::path::{Path, PathBuf};
 
 mod boot;
+mod footprint;
 mod native;
+mod native_core;
+mod suite;
+mod svg;
 mod threads;
 
 const USAGE: &str = "usage: hermit-bench boot [--runs N] [--tcg]\n       \
     hermit-bench threads [--runs N] [--cpus N] [--tcg] [-- BENCH ARGS...]\n       \
-    hermit-bench native-threads [--cpus N] [BENCH ARGS...]";
+    hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]\n       \
+    hermit-bench native-threads [--cpus N] [BENCH ARGS...]\n       \
+    hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,6 +39,8 @@ fn main() {
         Some("boot") => boot_main(rest),
         Some("threads") => threads::main(rest).map_err(|e| e.to_string()),
         Some("native-threads") => native::main(rest),
+        Some("all") => suite::main(rest).map_err(|e| e.to_string()),
+        Some("native") => native_core::main(rest),
         _ => Err(USAGE.into()),
     };
     if let Err(e) = result {

@@ -28,7 +28,7 @@ fn cpus() -> &'static [usize] {
 }
 
 /// The CPUs the calling thread may run on now.
-fn allowed() -> std::io::Result<Vec<usize>> {
+pub(crate) fn allowed() -> std::io::Result<Vec<usize>> {
     let set = affinity()?;
     Ok((0..libc::CPU_SETSIZE as usize)
         // SAFETY: `c` is below CPU_SETSIZE, the size of the set.
@@ -50,7 +50,7 @@ fn affinity() -> std::io::Result<libc::cpu_set_t> {
 }
 
 /// Pins the calling thread (pid 0: the caller) to the given CPUs.
-fn pin(cpus: &[usize]) -> std::io::Result<()> {
+pub(crate) fn pin(cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: an all-zero cpu_set_t is a valid, empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {

@@ -222,7 +222,7 @@ fn qemu_unavailable() -> Option<String> {
 
 /// Runs `cmd` to its end (killed after `limit`), returning its stdout or
 /// why it failed.
-fn run_case(cmd: &mut Command, limit: Duration) -> Result<String, String> {
+pub(crate) fn run_case(cmd: &mut Command, limit: Duration) -> Result<String, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

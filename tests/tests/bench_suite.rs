@@ -1,0 +1,221 @@
+//! Smoke tests of the benchmark suite (issue 7): the `benchmarks` app
+//! prints every expected `bench` line with tiny sizes under uhyve and QEMU,
+//! and `hermit-bench all --quick` prints every table and writes
+//! `results.json` (with every benchmark's key) and the SVG plots. Figures
+//! are never judged: speed is read from the output, not asserted.
+
+use std::process::Command;
+use std::time::Duration;
+
+use boot_tests::{Hypervisor, built, proxy, require, run_with_limit, target_dir, workspace};
+
+/// The value of `bench <name> <value> <unit>` in `stdout`, if present.
+fn figure(stdout: &str, name: &str, unit: &str) -> Option<f64> {
+    stdout.lines().find_map(|l| {
+        let w: Vec<&str> = l.split(' ').collect();
+        match w.as_slice() {
+            ["bench", n, v, u] if *n == name && *u == unit => v.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+fn expect(stdout: &str, name: &str, unit: &str) -> f64 {
+    let v = figure(stdout, name, unit)
+        .unwrap_or_else(|| panic!("no `bench {name} .. {unit}` line:\n{stdout}"));
+    assert!(v.is_finite() && v >= 0.0, "{name}: {v} {unit}");
+    v
+}
+
+fn basic(hv: Hypervisor) {
+    if !require(hv, "benchmarks basic") {
+        return;
+    }
+    let args = ["basic", "--reps", "1", "--iters", "3", "--touch-mib", "1"];
+    let out = proxy(hv, "benchmarks", &args, &[]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("kernel-call=hermit::thread::current_id"),
+        "{out:?}"
+    );
+    for name in [
+        "kernel-call",
+        "yield",
+        "malloc-free",
+        "alloc-zeroed",
+        "first-touch",
+        "write-1",
+    ] {
+        expect(&out.stdout, name, "ns");
+        expect(&out.stdout, name, "cycles");
+    }
+    // write-1 really wrote its three bytes to stderr.
+    assert!(out.stderr.contains("..."), "{out:?}");
+}
+
+fn hourglass(hv: Hypervisor) {
+    if !require(hv, "benchmarks hourglass") {
+        return;
+    }
+    let out = proxy(hv, "benchmarks", &["hourglass", "--ms", "20"], &[]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let loops = expect(&out.stdout, "hourglass-loops", "count");
+    let min = expect(&out.stdout, "hourglass-min", "cycles");
+    let avg = expect(&out.stdout, "hourglass-avg", "cycles");
+    let max = expect(&out.stdout, "hourglass-max", "cycles");
+    expect(&out.stdout, "hourglass-threshold", "cycles");
+    expect(&out.stdout, "hourglass-above", "count");
+    expect(&out.stdout, "hourglass-noise", "ppm");
+    assert!(loops >= 1.0 && min <= avg && avg <= max, "{out:?}");
+    // The histogram's buckets add up to the loop count.
+    let total: f64 = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("bench hourglass-hist-"))
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, loops, "{out:?}");
+}
+
+fn stream(hv: Hypervisor) {
+    if !require(hv, "benchmarks stream") {
+        return;
+    }
+    let args = ["stream", "--elements", "200", "--ntimes", "2"];
+    let out = proxy(hv, "benchmarks", &args, &[]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.contains("info stream elements=200 "), "{out:?}");
+    for k in ["stream-copy", "stream-scale", "stream-add", "stream-triad"] {
+        assert!(expect(&out.stdout, k, "MB/s") > 0.0, "{out:?}");
+    }
+}
+
+/// Too little memory for the STREAM arrays is a clean failure (status 1),
+/// not a crash.
+fn stream_out_of_memory(hv: Hypervisor) {
+    if !require(hv, "benchmarks stream out of memory") {
+        return;
+    }
+    let args = ["stream", "--elements", "100000000", "--ntimes", "2"];
+    let out = proxy(hv, "benchmarks", &args, &[("HERMIT_MEM", "64M")]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(out.stderr.contains("out of memory"), "{out:?}");
+}
+
+fn bad_argument(hv: Hypervisor) {
+    if !require(hv, "benchmarks bad argument") {
+        return;
+    }
+    for args in [&["nope"][..], &["stream", "--ntimes", "1"], &[]] {
+        let out = proxy(hv, "benchmarks", args, &[]);
+        assert_eq!(out.status, Some(2), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("usage"), "{out:?}");
+        assert!(!out.stdout.contains("bench "), "{out:?}");
+    }
+}
+
+macro_rules! per_hypervisor {
+    ($hv:ident) => {
+        #[test]
+        fn basic() {
+            super::basic(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn hourglass() {
+            super::hourglass(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn stream() {
+            super::stream(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn stream_out_of_memory() {
+            super::stream_out_of_memory(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn bad_argument() {
+            super::bad_argument(boot_tests::Hypervisor::$hv);
+        }
+    };
+}
+
+mod uhyve {
+    per_hypervisor!(Uhyve);
+}
+
+mod qemu {
+    per_hypervisor!(Qemu);
+}
+
+/// `hermit-bench all --quick`: every table on stdout, every benchmark in
+/// `results.json`, the plots on disk. Runs whatever hypervisors exist here
+/// (a missing one is a column of `-`), so it never skips.
+#[test]
+fn suite_quick() {
+    built();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", "hermit-bench"])
+        .status()
+        .expect("cannot run cargo");
+    assert!(status.success(), "building hermit-bench failed");
+    let out_dir = std::env::temp_dir().join(format!("bench-suite-{}", std::process::id()));
+    let mut cmd = Command::new(target_dir().join("release/hermit-bench"));
+    cmd.args(["all", "--quick", "--runs", "1", "--out"])
+        .arg(&out_dir);
+    let out = run_with_limit(cmd, Duration::from_secs(300));
+    assert_eq!(out.status, Some(0), "{out:?}");
+    for heading in [
+        "## boot:",
+        "## threads:",
+        "## basic:",
+        "## hourglass:",
+        "## stream:",
+        "## footprint",
+        "| kernel-call (ns) ",
+        "| hourglass-max (cycles) ",
+        "| stream-triad (MB/s) ",
+        "| yield (ns) ",
+        "smallest HERMIT_MEM for hello, uhyve",
+    ] {
+        assert!(
+            out.stdout.contains(heading),
+            "no {heading:?}:\n{}",
+            out.stdout
+        );
+    }
+    let json = std::fs::read_to_string(out_dir.join("results.json")).expect("results.json");
+    for key in [
+        "\"mode\": \"quick\"",
+        "\"machine\"",
+        "\"platforms\"",
+        "\"benchmarks\"",
+        "\"boot\"",
+        "\"threads\"",
+        "\"basic\"",
+        "\"hourglass\"",
+        "\"stream\"",
+        "\"footprint\"",
+        "\"hello_image_bytes\"",
+        "\"min_hermit_mem_mib\"",
+        "\"kernel-call ns\"",
+        "\"hourglass-max cycles\"",
+        "\"stream-triad MB/s\"",
+        "\"native\"",
+        "\"median\"",
+    ] {
+        assert!(json.contains(key), "results.json has no {key}:\n{json}");
+    }
+    for svg in ["boot", "threads", "basic", "hourglass", "stream"] {
+        let text = std::fs::read_to_string(out_dir.join(format!("{svg}.svg")))
+            .unwrap_or_else(|e| panic!("{svg}.svg: {e}"));
+        assert!(text.starts_with("<svg ") && text.trim_end().ends_with("</svg>"));
+    }
+    assert!(
+        out_dir.join(".gitignore").exists(),
+        "no .gitignore in the output"
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
