@@ -440,14 +440,22 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: the closure only calls fcntl, which is async-signal-safe, on
-    // descriptors that are open in the parent and hence in the forked child.
+    // SAFETY: the closure only calls fcntl and prctl, which are
+    // async-signal-safe, and reads a vector allocated before the fork; the
+    // descriptors are open in the parent and hence in the forked child.
+    // (PR_SET_PDEATHSIG follows the forking thread: callers run QEMU from
+    // the thread that waits for it.)
     unsafe {
         cmd.pre_exec(move || {
             for &fd in &inherited {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
+            }
+            // QEMU must not outlive us: a launcher killed by a timeout
+            // would otherwise leave it running (and burning a core).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
             }
             Ok(())
         });
