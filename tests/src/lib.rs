@@ -233,6 +233,20 @@ pub fn require(hv: Hypervisor, test: &str) -> bool {
 /// Runs guest app `app` with `args` through the proxy on `hv`, with extra
 /// environment `env`.
 pub fn proxy(hv: Hypervisor, app: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    // TCG boots are slower; a hung guest still fails the test.
+    proxy_with_input(hv, app, args, env, None, Duration::from_secs(120))
+}
+
+/// Like [`proxy`], with `input` piped into the proxy's stdin and a time
+/// limit of the caller's choice.
+pub fn proxy_with_input(
+    hv: Hypervisor,
+    app: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&[u8]>,
+    limit: Duration,
+) -> Output {
     let built = built();
     let mut cmd = Command::new(&built.proxy);
     cmd.arg(built.app(app))
@@ -241,6 +255,5 @@ pub fn proxy(hv: Hypervisor, app: &str, args: &[&str], env: &[(&str, &str)]) -> 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // TCG boots are slower; a hung guest still fails the test.
-    run_with_limit(cmd, Duration::from_secs(120))
+    run_with_input(cmd, input.map(<[u8]>::to_vec), limit)
 }

@@ -6,10 +6,9 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use boot_tests::{Hypervisor, Output, built, proxy, require, run_with_input};
+use boot_tests::{Hypervisor, Output, proxy, proxy_with_input, require};
 
 /// A fresh host directory tree for one test: `root/mapped` is what the
 /// guest gets, `root/secret.txt` lies outside it.
@@ -48,15 +47,7 @@ fn run(
     env: &[(&str, &str)],
     input: Option<&[u8]>,
 ) -> Output {
-    let built = built();
-    let mut cmd = Command::new(&built.proxy);
-    cmd.arg(built.app(app))
-        .args(args)
-        .env("HERMIT_ISLE", hv.isle());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run_with_input(cmd, input.map(<[u8]>::to_vec), Duration::from_secs(300))
+    proxy_with_input(hv, app, args, env, input, Duration::from_secs(300))
 }
 
 fn assert_ok(out: &Output, check: &str) {

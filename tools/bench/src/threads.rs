@@ -208,18 +208,6 @@ fn existing(path: PathBuf) -> Result<PathBuf, ThreadsError> {
     }
 }
 
-fn qemu_unavailable() -> Option<String> {
-    match Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-    {
-        Ok(s) if s.success() => None,
-        _ => Some("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into()),
-    }
-}
-
 /// Runs `cmd` to its end (killed after `limit`), returning its stdout or
 /// why it failed.
 pub(crate) fn run_case(cmd: &mut Command, limit: Duration) -> Result<String, String> {
@@ -354,7 +342,7 @@ pub fn main(args: &[String]) -> Result<(), ThreadsError> {
         .arg(o.cpus.to_string())
         .args(&o.bench_args);
     let kvm = uhyve::kvm_available().err();
-    let qemu = qemu_unavailable();
+    let qemu = crate::boot::qemu_unavailable();
     let mut cases = vec![
         Case {
             column: Column {
