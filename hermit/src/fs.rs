@@ -216,12 +216,10 @@ fn read_to_end(fd: i32, out: &mut Vec<u8>) -> Result<usize> {
         out.reserve(chunk);
         let len = out.len();
         out.resize(out.capacity(), 0);
-        let n = vfs().read(fd, &mut out[len..]);
-        let got = *n.as_ref().unwrap_or(&0);
-        out.truncate(len + got);
-        n?;
-        if got == 0 {
-            return Ok(out.len() - start);
+        let read = vfs().read(fd, &mut out[len..]);
+        out.truncate(len + *read.as_ref().unwrap_or(&0));
+        if read? == 0 {
+            return Ok(len - start);
         }
         chunk = (chunk * 2).min(1 << 20);
     }

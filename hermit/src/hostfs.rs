@@ -184,14 +184,6 @@ impl StreamTransport {
     }
 }
 
-/// The bytes of a `repr(C)` plain-data value.
-fn bytes_of<T: Copy>(value: &T) -> &[u8] {
-    // SAFETY: `T` is one of the interface's `repr(C)` structs made only of
-    // integers with no padding (checked by the interface's layout tests), so
-    // every byte is initialised.
-    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
-}
-
 impl HostTransport for StreamTransport {
     fn call(&self, mut call: FsCall, path: &[u8], path2: &[u8], data: Data<'_>) -> i64 {
         call.path = PhysSlice {
@@ -218,21 +210,22 @@ impl HostTransport for StreamTransport {
             len: buf_len as u64,
         };
         let mut chan = self.chan.lock();
-        let header = call;
         if chan
-            .write_all(&[bytes_of(&header), path, path2, payload])
+            .write_all(&[&call.to_le_bytes(), path, path2, payload])
             .is_err()
         {
             return Errno::EIO.to_neg();
         }
-        let mut reply = [0u8; size_of::<StreamReply>()];
+        let mut raw = [0u8; StreamReply::SIZE];
         let idle = crate::thread::yield_now;
-        if chan.read_exact(&mut reply, idle).is_err() {
+        if chan.read_exact(&mut raw, idle).is_err() {
             return Errno::EIO.to_neg();
         }
-        let result = i64::from_le_bytes(reply[..8].try_into().unwrap_or_default());
-        let data_len = u64::from_le_bytes(reply[8..].try_into().unwrap_or_default());
-        let Ok(data_len) = usize::try_from(data_len) else {
+        let Some(reply) = StreamReply::from_le_bytes(&raw) else {
+            return Errno::EIO.to_neg();
+        };
+        let result = reply.result;
+        let Ok(data_len) = usize::try_from(reply.data_len) else {
             return Errno::EIO.to_neg();
         };
         match out {

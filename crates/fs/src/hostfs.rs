@@ -179,9 +179,9 @@ impl FileSystem for HostFs {
 
 /// `Stat`/`Fstat`: the host fills a [`FileStat`] and returns 0.
 fn stat_call(t: &dyn HostTransport, call: FsCall, path: &[u8]) -> Result<FileStat> {
-    let mut buf = [0u8; wire::STAT_SIZE];
+    let mut buf = [0u8; FileStat::SIZE];
     call_checked(t, call, path, &[], Data::Out(&mut buf), 0)?;
-    wire::stat_from_bytes(&buf).ok_or(Errno::EIO)
+    FileStat::from_le_bytes(&buf).ok_or(Errno::EIO)
 }
 
 /// A file or directory open on the host; closing it is dropping it.
@@ -343,98 +343,14 @@ impl File for HostStdio {
     }
 }
 
-/// Byte layouts of the protocol's records (little-endian `repr(C)`), for
-/// this client and for host-side servers and fakes.
+/// Decoding `ReadDir` answers (the records' byte layouts are defined once,
+/// in `hermit_interface::fs`).
 pub mod wire {
-    use core::mem::{offset_of, size_of};
-
-    use hermit_interface::fs::{DirEntryHeader, FileStat};
+    use hermit_interface::fs::DirEntryHeader;
 
     use super::{DirEntry, Errno, FileType, NAME_MAX, Result};
     use alloc::string::String;
     use alloc::vec::Vec;
-
-    /// Size of a [`FileStat`] record.
-    pub const STAT_SIZE: usize = size_of::<FileStat>();
-    /// Size of a [`DirEntryHeader`].
-    pub const DIRENT_HEADER_SIZE: usize = size_of::<DirEntryHeader>();
-
-    macro_rules! stat_fields {
-        ($m:ident) => {
-            $m!(dev, u64);
-            $m!(ino, u64);
-            $m!(nlink, u64);
-            $m!(mode, u32);
-            $m!(uid, u32);
-            $m!(gid, u32);
-            $m!(_reserved, u32);
-            $m!(size, i64);
-            $m!(blksize, i64);
-            $m!(blocks, i64);
-            $m!(atime_sec, i64);
-            $m!(atime_nsec, i64);
-            $m!(mtime_sec, i64);
-            $m!(mtime_nsec, i64);
-            $m!(ctime_sec, i64);
-            $m!(ctime_nsec, i64);
-        };
-    }
-
-    /// The bytes of `st`.
-    pub fn stat_to_bytes(st: &FileStat) -> [u8; STAT_SIZE] {
-        let mut out = [0u8; STAT_SIZE];
-        macro_rules! put {
-            ($f:ident, $t:ty) => {
-                let at = offset_of!(FileStat, $f);
-                out[at..at + size_of::<$t>()].copy_from_slice(&st.$f.to_le_bytes());
-            };
-        }
-        stat_fields!(put);
-        out
-    }
-
-    /// The [`FileStat`] in the first [`STAT_SIZE`] bytes of `b`, if that
-    /// many.
-    pub fn stat_from_bytes(b: &[u8]) -> Option<FileStat> {
-        let b: &[u8; STAT_SIZE] = b.get(..STAT_SIZE)?.try_into().ok()?;
-        let mut st = FileStat::default();
-        macro_rules! get {
-            ($f:ident, $t:ty) => {
-                let at = offset_of!(FileStat, $f);
-                let mut raw = [0u8; size_of::<$t>()];
-                raw.copy_from_slice(&b[at..at + size_of::<$t>()]);
-                st.$f = <$t>::from_le_bytes(raw);
-            };
-        }
-        stat_fields!(get);
-        Some(st)
-    }
-
-    /// Appends one `ReadDir` record to `buf` at `at`; the record's length,
-    /// or `None` if it does not fit (or the name is over `u16::MAX`).
-    pub fn put_dirent(
-        buf: &mut [u8],
-        at: usize,
-        ino: u64,
-        kind: u16,
-        name: &[u8],
-    ) -> Option<usize> {
-        let len = DirEntryHeader::record_len_for(name.len());
-        let record = buf.get_mut(at..at.checked_add(len)?)?;
-        record.fill(0);
-        record[0..8].copy_from_slice(&ino.to_le_bytes());
-        record[8..12].copy_from_slice(&u32::try_from(len).ok()?.to_le_bytes());
-        record[12..14].copy_from_slice(&u16::try_from(name.len()).ok()?.to_le_bytes());
-        record[14..16].copy_from_slice(&kind.to_le_bytes());
-        record[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name.len()].copy_from_slice(name);
-        Some(len)
-    }
-
-    fn le_u64(b: &[u8], at: usize) -> u64 {
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(&b[at..at + 8]);
-        u64::from_le_bytes(raw)
-    }
 
     /// The entries in a `ReadDir` answer. `EIO` for anything malformed: a
     /// truncated header, a record length that is not a multiple of 8, too
@@ -444,22 +360,19 @@ pub mod wire {
     pub fn parse_dirents(mut b: &[u8]) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
         while !b.is_empty() {
-            if b.len() < DIRENT_HEADER_SIZE {
-                return Err(Errno::EIO);
-            }
-            let ino = le_u64(b, 0);
-            let record_len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
-            let name_len = usize::from(u16::from_le_bytes([b[12], b[13]]));
-            let kind = u16::from_le_bytes([b[14], b[15]]);
+            let header = DirEntryHeader::from_le_bytes(b).ok_or(Errno::EIO)?;
+            let (ino, kind) = (header.ino, header.kind);
+            let record_len = header.record_len as usize;
+            let name_len = usize::from(header.name_len);
             if !record_len.is_multiple_of(8)
-                || record_len < DIRENT_HEADER_SIZE + name_len
+                || record_len < DirEntryHeader::SIZE + name_len
                 || record_len > b.len()
                 || name_len == 0
                 || name_len > NAME_MAX
             {
                 return Err(Errno::EIO);
             }
-            let name = &b[DIRENT_HEADER_SIZE..DIRENT_HEADER_SIZE + name_len];
+            let name = &b[DirEntryHeader::SIZE..DirEntryHeader::SIZE + name_len];
             if name == b"." || name == b".." || name.iter().any(|&c| c == b'/' || c == 0) {
                 return Err(Errno::EIO);
             }
@@ -478,43 +391,19 @@ pub mod wire {
 mod tests {
     use super::wire::*;
     use super::*;
-
-    #[test]
-    fn stat_round_trip_and_layout() {
-        let st = FileStat {
-            dev: 1,
-            ino: 2,
-            nlink: 3,
-            mode: 0o100644,
-            uid: 5,
-            gid: 6,
-            _reserved: 0,
-            size: -7,
-            blksize: 8,
-            blocks: 9,
-            atime_sec: 10,
-            atime_nsec: 11,
-            mtime_sec: 12,
-            mtime_nsec: 13,
-            ctime_sec: 14,
-            ctime_nsec: 15,
-        };
-        let b = stat_to_bytes(&st);
-        assert_eq!(b.len(), 112);
-        assert_eq!(&b[24..28], &0o100644u32.to_le_bytes());
-        assert_eq!(&b[104..112], &15i64.to_le_bytes());
-        assert_eq!(stat_from_bytes(&b), Some(st));
-        assert_eq!(stat_from_bytes(&b[..111]), None);
-    }
+    use hermit_interface::fs::DirEntryHeader;
 
     #[test]
     fn dirent_round_trip() {
         let mut buf = [0xffu8; 64];
-        let a = put_dirent(&mut buf, 0, 7, 8, b"abc").unwrap();
+        let a = DirEntryHeader::put_record(&mut buf, 7, 8, b"abc").unwrap();
         assert_eq!(a, 24);
-        let b = put_dirent(&mut buf, a, 9, 4, b"directory").unwrap();
+        let b = DirEntryHeader::put_record(&mut buf[a..], 9, 4, b"directory").unwrap();
         assert_eq!(b, 32);
-        assert_eq!(put_dirent(&mut buf, a + b, 1, 8, b"x"), None);
+        assert_eq!(
+            DirEntryHeader::put_record(&mut buf[a + b..], 1, 8, b"x"),
+            None
+        );
         let got = parse_dirents(&buf[..a + b]).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(
@@ -531,7 +420,7 @@ mod tests {
     #[test]
     fn malformed_dirents_are_eio() {
         let mut good = [0u8; 24];
-        put_dirent(&mut good, 0, 1, 8, b"abc").unwrap();
+        DirEntryHeader::put_record(&mut good, 1, 8, b"abc").unwrap();
         let patch = |at: usize, bytes: &[u8]| {
             let mut b = good;
             b[at..at + bytes.len()].copy_from_slice(bytes);

@@ -11,9 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hermit_fs::hostfs::{Data, HostFs, HostStdio, HostTransport, MAX_MOUNTS, wire};
+use hermit_fs::hostfs::{Data, HostFs, HostStdio, HostTransport, MAX_MOUNTS};
 use hermit_fs::{Errno, File, FileStat, FileSystem, FileType, OpenFlags, SeekFrom, Vfs};
-use hermit_interface::fs::{FsCall, Op, STAT_NOFOLLOW, open_flags, whence};
+use hermit_interface::fs::{DirEntryHeader, FsCall, Op, STAT_NOFOLLOW, open_flags, whence};
 
 /// A scratch directory, removed on drop.
 struct TempDir(PathBuf);
@@ -109,8 +109,8 @@ fn input<'a>(data: Data<'a>) -> &'a [u8] {
 fn put_stat(m: std::io::Result<fs::Metadata>, data: Data<'_>) -> i64 {
     let b = out(data);
     match m {
-        Ok(m) if b.len() >= wire::STAT_SIZE => {
-            b[..wire::STAT_SIZE].copy_from_slice(&wire::stat_to_bytes(&stat_of(&m)));
+        Ok(m) if b.len() >= FileStat::SIZE => {
+            b[..FileStat::SIZE].copy_from_slice(&stat_of(&m).to_le_bytes());
             0
         }
         Ok(_) => Errno::EINVAL.to_neg(),
@@ -220,7 +220,7 @@ impl StdHost {
         let list = entries.as_ref().unwrap();
         let mut used = 0;
         while let Some((name, ino, kind)) = list.get(*next) {
-            match wire::put_dirent(buf, used, *ino, *kind, name) {
+            match DirEntryHeader::put_record(&mut buf[used..], *ino, *kind, name) {
                 Some(len) => used += len,
                 None if used == 0 => return Errno::EINVAL.to_neg(),
                 None => break,
@@ -670,7 +670,7 @@ fn a_lying_host_gets_eio() {
 #[test]
 fn bad_dirent_records_get_eio() {
     let mut good = vec![0u8; 48];
-    let n = wire::put_dirent(&mut good, 0, 5, 8, b"ok").unwrap();
+    let n = DirEntryHeader::put_record(&mut good, 5, 8, b"ok").unwrap();
     good.truncate(n);
     let record = |ino: u64, record_len: u32, name_len: u16, name: &[u8]| {
         let mut r = Vec::new();

@@ -20,6 +20,43 @@
 
 use crate::PhysSlice;
 
+/// Generates `to_le_bytes`/`from_le_bytes` for a `repr(C)` record made of
+/// integer fields (and `PhysSlice`s, as two `u64`s), so every side encodes
+/// the protocol the same way without reinterpreting memory.
+macro_rules! le_codec {
+    ($ty:ident { $($field:ident $(. $sub:ident)? : $t:ty),* $(,)? }) => {
+        impl $ty {
+            /// Size of the encoded record.
+            pub const SIZE: usize = core::mem::size_of::<Self>();
+
+            /// The record's bytes (little-endian, `repr(C)` layout).
+            pub fn to_le_bytes(&self) -> [u8; Self::SIZE] {
+                let mut out = [0u8; Self::SIZE];
+                $(
+                    let at = core::mem::offset_of!($ty, $field $(. $sub)?);
+                    out[at..at + core::mem::size_of::<$t>()]
+                        .copy_from_slice(&self.$field $(. $sub)?.to_le_bytes());
+                )*
+                out
+            }
+
+            /// The record in the first [`Self::SIZE`] bytes of `b`, if
+            /// there are that many.
+            pub fn from_le_bytes(b: &[u8]) -> Option<Self> {
+                let b = b.get(..Self::SIZE)?;
+                let mut v = Self::default();
+                $(
+                    let at = core::mem::offset_of!($ty, $field $(. $sub)?);
+                    let mut raw = [0u8; core::mem::size_of::<$t>()];
+                    raw.copy_from_slice(&b[at..at + core::mem::size_of::<$t>()]);
+                    v.$field $(. $sub)? = <$t>::from_le_bytes(raw);
+                )*
+                Some(v)
+            }
+        }
+    };
+}
+
 /// The host's standard input (readable only).
 pub const STDIN_HANDLE: i32 = 0;
 /// The host's standard output (writable only).
@@ -250,7 +287,58 @@ impl DirEntryHeader {
     pub const fn record_len_for(name_len: usize) -> usize {
         (core::mem::size_of::<Self>() + name_len).next_multiple_of(8)
     }
+
+    /// Stores the record for `name` (header, name, zero padding) at the
+    /// start of `buf`; its length, or `None` if it does not fit or the name
+    /// is longer than `u16::MAX`.
+    pub fn put_record(buf: &mut [u8], ino: u64, kind: u16, name: &[u8]) -> Option<usize> {
+        let len = Self::record_len_for(name.len());
+        let header = Self {
+            ino,
+            record_len: u32::try_from(len).ok()?,
+            name_len: u16::try_from(name.len()).ok()?,
+            kind,
+        };
+        let record = buf.get_mut(..len)?;
+        record.fill(0);
+        record[..Self::SIZE].copy_from_slice(&header.to_le_bytes());
+        record[Self::SIZE..Self::SIZE + name.len()].copy_from_slice(name);
+        Some(len)
+    }
 }
+
+le_codec!(DirEntryHeader {
+    ino: u64,
+    record_len: u32,
+    name_len: u16,
+    kind: u16
+});
+
+le_codec!(FileStat {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    _reserved: u32,
+    size: i64,
+    blksize: i64,
+    blocks: i64,
+    atime_sec: i64,
+    atime_nsec: i64,
+    mtime_sec: i64,
+    mtime_nsec: i64,
+    ctime_sec: i64,
+    ctime_nsec: i64,
+});
+
+le_codec!(FsCall {
+    op: u32, handle: i32, flags: u32, mode: u32,
+    path.addr: u64, path.len: u64, path2.addr: u64, path2.len: u64,
+    buf.addr: u64, buf.len: u64,
+    offset: i64, whence: u32, _reserved: u32, result: i64,
+});
 
 /// The byte-stream form of the protocol (QEMU: a virtio console connected to
 /// the proxy).
@@ -280,5 +368,81 @@ pub mod stream {
         pub result: i64,
         /// Number of data bytes that follow.
         pub data_len: u64,
+    }
+
+    le_codec!(StreamReply {
+        result: i64,
+        data_len: u64
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_field_by_field() {
+        let call = FsCall {
+            op: 4,
+            handle: -3,
+            flags: 0o1101,
+            mode: 0o644,
+            path: PhysSlice {
+                addr: 0x1000,
+                len: 7,
+            },
+            path2: PhysSlice {
+                addr: 0x2000,
+                len: 9,
+            },
+            buf: PhysSlice {
+                addr: 0x3000,
+                len: 1 << 20,
+            },
+            offset: -5,
+            whence: 2,
+            _reserved: 0,
+            result: -22,
+        };
+        let bytes = call.to_le_bytes();
+        assert_eq!(&bytes[..4], &4u32.to_le_bytes());
+        assert_eq!(
+            &bytes[40..48],
+            &9u64.to_le_bytes(),
+            "path2.len at offset 40"
+        );
+        assert_eq!(FsCall::from_le_bytes(&bytes), Some(call));
+        assert_eq!(FsCall::from_le_bytes(&bytes[1..]), None);
+        let st = FileStat {
+            ino: 9,
+            mode: 0o100644,
+            size: 12,
+            ctime_nsec: 7,
+            ..FileStat::default()
+        };
+        assert_eq!(FileStat::from_le_bytes(&st.to_le_bytes()), Some(st));
+        let reply = stream::StreamReply {
+            result: -2,
+            data_len: 3,
+        };
+        assert_eq!(
+            stream::StreamReply::from_le_bytes(&reply.to_le_bytes()),
+            Some(reply)
+        );
+    }
+
+    #[test]
+    fn dirent_records_are_padded_and_bounded() {
+        let mut buf = [0xffu8; 32];
+        let n = DirEntryHeader::put_record(&mut buf, 5, 8, b"abc").unwrap();
+        assert_eq!(n, 24);
+        let h = DirEntryHeader::from_le_bytes(&buf).unwrap();
+        assert_eq!((h.ino, h.record_len, h.name_len, h.kind), (5, 24, 3, 8));
+        assert_eq!(&buf[16..24], b"abc\0\0\0\0\0");
+        assert_eq!(buf[24], 0xff, "nothing written past the record");
+        assert_eq!(
+            DirEntryHeader::put_record(&mut buf[..23], 5, 8, b"abc"),
+            None
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The per-VM file server: mounts, the handle table and the operations.
 
 use std::ffi::CString;
-use std::mem::{offset_of, size_of};
+use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -490,7 +490,7 @@ impl Server {
 
     /// Stores `st` into the call's buffer (`EFAULT` if it is too small).
     fn store_stat(call: &FsCall, bufs: &mut dyn CallBuffers, st: &FileStat) -> Result<i64, Errno> {
-        let bytes = stat_bytes(st);
+        let bytes = st.to_le_bytes();
         if call.buf.len < bytes.len() as u64 {
             return Err(Errno::EFAULT);
         }
@@ -589,19 +589,15 @@ impl Server {
                     }
                     break 'batches;
                 }
-                let header = DirEntryHeader {
-                    ino: entry.ino,
-                    record_len: len as u32,
-                    name_len: entry.name.len() as u16,
-                    kind: u16::from(entry.kind),
-                };
                 let start = out.len();
-                out.extend_from_slice(&header.ino.to_le_bytes());
-                out.extend_from_slice(&header.record_len.to_le_bytes());
-                out.extend_from_slice(&header.name_len.to_le_bytes());
-                out.extend_from_slice(&header.kind.to_le_bytes());
-                out.extend_from_slice(entry.name);
                 out.resize(start + len, 0);
+                DirEntryHeader::put_record(
+                    &mut out[start..],
+                    entry.ino,
+                    u16::from(entry.kind),
+                    entry.name,
+                )
+                .ok_or(Errno::EIO)?;
                 resume = entry.next;
             }
         }
@@ -654,37 +650,6 @@ impl<'a> HostDirent<'a> {
             name,
         })
     }
-}
-
-/// `st` in the protocol's layout (little-endian `repr(C)`).
-fn stat_bytes(st: &FileStat) -> [u8; size_of::<FileStat>()] {
-    let mut out = [0u8; size_of::<FileStat>()];
-    let mut put = |at: usize, bytes: &[u8]| out[at..at + bytes.len()].copy_from_slice(bytes);
-    put(offset_of!(FileStat, dev), &st.dev.to_le_bytes());
-    put(offset_of!(FileStat, ino), &st.ino.to_le_bytes());
-    put(offset_of!(FileStat, nlink), &st.nlink.to_le_bytes());
-    put(offset_of!(FileStat, mode), &st.mode.to_le_bytes());
-    put(offset_of!(FileStat, uid), &st.uid.to_le_bytes());
-    put(offset_of!(FileStat, gid), &st.gid.to_le_bytes());
-    put(offset_of!(FileStat, size), &st.size.to_le_bytes());
-    put(offset_of!(FileStat, blksize), &st.blksize.to_le_bytes());
-    put(offset_of!(FileStat, blocks), &st.blocks.to_le_bytes());
-    put(offset_of!(FileStat, atime_sec), &st.atime_sec.to_le_bytes());
-    put(
-        offset_of!(FileStat, atime_nsec),
-        &st.atime_nsec.to_le_bytes(),
-    );
-    put(offset_of!(FileStat, mtime_sec), &st.mtime_sec.to_le_bytes());
-    put(
-        offset_of!(FileStat, mtime_nsec),
-        &st.mtime_nsec.to_le_bytes(),
-    );
-    put(offset_of!(FileStat, ctime_sec), &st.ctime_sec.to_le_bytes());
-    put(
-        offset_of!(FileStat, ctime_nsec),
-        &st.ctime_nsec.to_le_bytes(),
-    );
-    out
 }
 
 /// How many bytes of `call`'s buffer a successful call with `result`
