@@ -78,10 +78,16 @@ impl fmt::Display for ConfigError {
                 write!(f, "{var}={value:?} is not an IPv4 address like 10.0.5.2")
             }
             Self::BadMask(value) => {
-                write!(f, "HERMIT_MASK={value:?} is not a netmask like 255.255.255.0")
+                write!(
+                    f,
+                    "HERMIT_MASK={value:?} is not a netmask like 255.255.255.0"
+                )
             }
             Self::DhcpUnsupported => {
-                write!(f, "HERMIT_IP=dhcp needs a kernel built with the dhcpv4 feature")
+                write!(
+                    f,
+                    "HERMIT_IP=dhcp needs a kernel built with the dhcpv4 feature"
+                )
             }
         }
     }
@@ -201,12 +207,24 @@ mod tests {
         assert!(!e.to_string().contains('\n'));
         let e = Config::from_env(env(&[("HERMIT_DNS", "1.1.1.1,x")])).unwrap_err();
         assert!(
-            matches!(e, ConfigError::BadAddress { var: "HERMIT_DNS", .. }),
+            matches!(
+                e,
+                ConfigError::BadAddress {
+                    var: "HERMIT_DNS",
+                    ..
+                }
+            ),
             "{e}"
         );
         let e = Config::from_env(env(&[("HERMIT_GATEWAY", "gw")])).unwrap_err();
         assert!(
-            matches!(e, ConfigError::BadAddress { var: "HERMIT_GATEWAY", .. }),
+            matches!(
+                e,
+                ConfigError::BadAddress {
+                    var: "HERMIT_GATEWAY",
+                    ..
+                }
+            ),
             "{e}"
         );
     }

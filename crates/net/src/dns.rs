@@ -8,8 +8,8 @@ use core::time::Duration;
 use smoltcp::socket::dns;
 use smoltcp::wire::{DnsQueryType, IpAddress};
 
-use crate::stack::{Stack, Try};
 use crate::Errno;
+use crate::stack::{Stack, Try};
 
 /// How long one lookup may take.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,9 +32,15 @@ impl Stack {
                     Some(h) => h,
                     None => {
                         inner.check_room(1)?;
-                        let servers: Vec<IpAddress> =
-                            inner.dns_servers.iter().map(|a| IpAddress::Ipv4(*a)).collect();
-                        let h = inner.add_socket(dns::Socket::new(&servers, (0..4).map(|_| None).collect::<Vec<_>>()));
+                        let servers: Vec<IpAddress> = inner
+                            .dns_servers
+                            .iter()
+                            .map(|a| IpAddress::Ipv4(*a))
+                            .collect();
+                        let h = inner.add_socket(dns::Socket::new(
+                            &servers,
+                            (0..4).map(|_| None).collect::<Vec<_>>(),
+                        ));
                         inner.dns = Some(h);
                         h
                     }
@@ -57,32 +63,34 @@ impl Stack {
         let (handle, query) = query?;
         let deadline = Some(self.shared.deadline_after(LOOKUP_TIMEOUT));
         let mut query = Some(query);
-        let result = self.shared.block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
-            let Some(q) = query.take() else {
-                return Try::Done(Err(Errno::EIO));
-            };
-            let s = inner.sockets.get_mut::<dns::Socket>(handle);
-            match s.get_query_result(q) {
-                Ok(addrs) => Try::Done(Ok(addrs
-                    .iter()
-                    .filter_map(|a| {
-                        #[allow(
-                            unreachable_patterns,
-                            reason = "another crate may enable smoltcp's IPv6 too"
-                        )]
-                        match a {
-                            IpAddress::Ipv4(v4) => Some(*v4),
-                            _ => None,
-                        }
-                    })
-                    .collect())),
-                Err(dns::GetQueryResultError::Pending) => {
-                    query = Some(q);
-                    Try::Pending
+        let result = self
+            .shared
+            .block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
+                let Some(q) = query.take() else {
+                    return Try::Done(Err(Errno::EIO));
+                };
+                let s = inner.sockets.get_mut::<dns::Socket>(handle);
+                match s.get_query_result(q) {
+                    Ok(addrs) => Try::Done(Ok(addrs
+                        .iter()
+                        .filter_map(|a| {
+                            #[allow(
+                                unreachable_patterns,
+                                reason = "another crate may enable smoltcp's IPv6 too"
+                            )]
+                            match a {
+                                IpAddress::Ipv4(v4) => Some(*v4),
+                                _ => None,
+                            }
+                        })
+                        .collect())),
+                    Err(dns::GetQueryResultError::Pending) => {
+                        query = Some(q);
+                        Try::Pending
+                    }
+                    Err(dns::GetQueryResultError::Failed) => Try::Done(Err(Errno::ENOENT)),
                 }
-                Err(dns::GetQueryResultError::Failed) => Try::Done(Err(Errno::ENOENT)),
-            }
-        });
+            });
         if let Some(q) = query {
             // Timed out: free the query slot.
             self.shared.with_entry(|inner| {

@@ -33,6 +33,9 @@
 
 extern crate alloc;
 
+#[cfg(not(any(feature = "tcp", feature = "udp")))]
+compile_error!("hermit-net needs at least one of the features `tcp` and `udp`");
+
 mod config;
 mod device;
 mod stack;

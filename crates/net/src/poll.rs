@@ -3,8 +3,8 @@
 use core::ops::{BitAnd, BitOr, BitOrAssign};
 use core::time::Duration;
 
-use crate::stack::{Entry, Inner, SocketId, Stack, Try};
 use crate::Errno;
+use crate::stack::{Entry, Inner, SocketId, Stack, Try};
 
 /// Readiness bits, with Linux's `POLL*` values.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -103,21 +103,23 @@ impl Stack {
         timeout: Option<Duration>,
     ) -> Result<usize, Errno> {
         let deadline = timeout.map(|t| self.shared.deadline_after(t));
-        let result = self.shared.block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
-            let mut ready = 0;
-            for fd in fds.iter_mut() {
-                let always = PollEvents::ERR | PollEvents::HUP | PollEvents::NVAL;
-                fd.revents = events_of(inner, fd.socket) & (fd.events | always);
-                if !fd.revents.is_empty() {
-                    ready += 1;
+        let result = self
+            .shared
+            .block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
+                let mut ready = 0;
+                for fd in fds.iter_mut() {
+                    let always = PollEvents::ERR | PollEvents::HUP | PollEvents::NVAL;
+                    fd.revents = events_of(inner, fd.socket) & (fd.events | always);
+                    if !fd.revents.is_empty() {
+                        ready += 1;
+                    }
                 }
-            }
-            if ready > 0 {
-                Try::Done(Ok(ready))
-            } else {
-                Try::Pending
-            }
-        });
+                if ready > 0 {
+                    Try::Done(Ok(ready))
+                } else {
+                    Try::Pending
+                }
+            });
         match result {
             Err(Errno::ETIMEDOUT) => Ok(0),
             other => other,

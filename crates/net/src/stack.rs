@@ -2,7 +2,7 @@
 //! socket table that gives sockets small ids, and the blocking loop.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, btree_map};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
@@ -218,19 +218,21 @@ impl Inner {
         platform: &dyn Platform,
     ) -> Result<u16, Errno> {
         if port != 0 {
-            if self.ports.contains_key(&(proto, port)) {
-                return Err(Errno::EADDRINUSE);
-            }
-            self.ports.insert((proto, port), 1);
-            return Ok(port);
+            return match self.ports.entry((proto, port)) {
+                btree_map::Entry::Occupied(_) => Err(Errno::EADDRINUSE),
+                btree_map::Entry::Vacant(v) => {
+                    v.insert(1);
+                    Ok(port)
+                }
+            };
         }
         const FIRST: u16 = 49152;
         const COUNT: u32 = 65536 - FIRST as u32;
         let start = (platform.random_u64() % u64::from(COUNT)) as u32;
         for i in 0..COUNT {
             let candidate = FIRST + ((start + i) % COUNT) as u16;
-            if !self.ports.contains_key(&(proto, candidate)) {
-                self.ports.insert((proto, candidate), 1);
+            if let btree_map::Entry::Vacant(v) = self.ports.entry((proto, candidate)) {
+                v.insert(1);
                 return Ok(candidate);
             }
         }
@@ -282,8 +284,10 @@ impl Inner {
                     let mut servers = self.config.dns.clone();
                     servers.extend(lease.dns_servers.iter().copied());
                     if let Some(h) = self.dns {
-                        let ips: Vec<smoltcp::wire::IpAddress> =
-                            servers.iter().map(|a| smoltcp::wire::IpAddress::Ipv4(*a)).collect();
+                        let ips: Vec<smoltcp::wire::IpAddress> = servers
+                            .iter()
+                            .map(|a| smoltcp::wire::IpAddress::Ipv4(*a))
+                            .collect();
                         self.sockets
                             .get_mut::<smoltcp::socket::dns::Socket>(h)
                             .update_servers(&ips);
@@ -337,7 +341,15 @@ impl Stack {
         if dhcp {
             #[cfg(feature = "dhcpv4")]
             {
-                let handle = inner.add_socket(smoltcp::socket::dhcpv4::Socket::new());
+                use smoltcp::socket::dhcpv4;
+                let mut socket = dhcpv4::Socket::new();
+                // smoltcp waits 10 s before repeating a lost DISCOVER; a
+                // unikernel's boot should not.
+                let mut retry = dhcpv4::RetryConfig::default();
+                retry.discover_timeout = smoltcp::time::Duration::from_secs(2);
+                retry.initial_request_timeout = smoltcp::time::Duration::from_secs(2);
+                socket.set_retry_config(retry);
+                let handle = inner.add_socket(socket);
                 inner.dhcp = Some(handle);
             }
         } else {
@@ -364,7 +376,9 @@ impl Stack {
     /// Runs smoltcp's poll once; returns when smoltcp next needs a poll
     /// (absolute µs on the platform clock), if it has a timer pending.
     pub fn poll(&self) -> Option<u64> {
-        self.shared.with(|inner, now| (inner.poll_deadline(now), false)).0
+        self.shared
+            .with(|inner, now| (inner.poll_deadline(now), false))
+            .0
     }
 
     /// One step of the kernel's network thread: poll, then sleep until an
@@ -399,13 +413,14 @@ impl Stack {
     /// ETIMEDOUT after `timeout`.
     pub fn wait_configured(&self, timeout: Option<Duration>) -> Result<(), Errno> {
         let deadline = timeout.map(|t| self.shared.deadline_after(t));
-        self.shared.block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
-            if inner.configured {
-                Try::Done(Ok(()))
-            } else {
-                Try::Pending
-            }
-        })
+        self.shared
+            .block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
+                if inner.configured {
+                    Try::Done(Ok(()))
+                } else {
+                    Try::Pending
+                }
+            })
     }
 }
 

@@ -63,7 +63,6 @@ fn new_socket(config: &Config) -> tcp::Socket<'static> {
     tcp::Socket::new(rx, tx)
 }
 
-
 /// Whether a dropped connection may leave the socket set (see
 /// [`Closing`]). Data arriving after the application let go resets the
 /// connection, as on Linux.
@@ -227,19 +226,21 @@ impl TcpListener {
     /// Waits for a connection; EAGAIN if non-blocking (or after the
     /// timeout) and none is ready.
     pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4), Errno> {
-        let (nonblocking, timeout) = self.shared.with_entry(|inner| {
-            listener(inner, self.id).map(|l| (l.nonblocking, l.timeout))
-        })?;
-        let deadline = timeout.map(|t| self.shared.deadline_after(t));
-        let (id, peer) = self
+        let (nonblocking, timeout) = self
             .shared
-            .block(deadline, nonblocking, Errno::EAGAIN, |inner, _| {
-                match accept_one(inner, self.id) {
+            .with_entry(|inner| listener(inner, self.id).map(|l| (l.nonblocking, l.timeout)))?;
+        let deadline = timeout.map(|t| self.shared.deadline_after(t));
+        let (id, peer) =
+            self.shared.block(
+                deadline,
+                nonblocking,
+                Errno::EAGAIN,
+                |inner, _| match accept_one(inner, self.id) {
                     Ok(Some(r)) => Try::Done(Ok(r)),
                     Ok(None) => Try::Pending,
                     Err(e) => Try::Done(Err(e)),
-                }
-            })?;
+                },
+            )?;
         Ok((
             TcpStream {
                 shared: self.shared.clone(),
@@ -252,9 +253,8 @@ impl TcpListener {
     /// Non-blocking mode: [`TcpListener::accept`] returns EAGAIN instead of
     /// waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Errno> {
-        self.shared.with_entry(|inner| {
-            listener(inner, self.id).map(|l| l.nonblocking = nonblocking)
-        })
+        self.shared
+            .with_entry(|inner| listener(inner, self.id).map(|l| l.nonblocking = nonblocking))
     }
 
     /// How long [`TcpListener::accept`] waits (None: forever).
@@ -413,9 +413,9 @@ impl TcpStream {
     /// byte unless it fails). EPIPE once the connection is closed for
     /// writing, EAGAIN if non-blocking or after the write timeout.
     pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
-        let (nonblocking, timeout) = self.shared.with_entry(|inner| {
-            stream(inner, self.id).map(|e| (e.nonblocking, e.write_timeout))
-        })?;
+        let (nonblocking, timeout) = self
+            .shared
+            .with_entry(|inner| stream(inner, self.id).map(|e| (e.nonblocking, e.write_timeout)))?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -520,7 +520,10 @@ impl TcpStream {
         self.endpoint(|s| s.local_endpoint())
     }
 
-    fn endpoint(&self, f: impl Fn(&tcp::Socket<'_>) -> Option<IpEndpoint>) -> Result<SocketAddrV4, Errno> {
+    fn endpoint(
+        &self,
+        f: impl Fn(&tcp::Socket<'_>) -> Option<IpEndpoint>,
+    ) -> Result<SocketAddrV4, Errno> {
         self.shared.with_entry(|inner| {
             let handle = stream(inner, self.id)?.handle;
             f(inner.sockets.get::<tcp::Socket>(handle))

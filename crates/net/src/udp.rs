@@ -9,9 +9,9 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
+use crate::Errno;
 use crate::poll::PollEvents;
 use crate::stack::{Entry, Inner, Proto, Shared, SocketId, Stack, Try, endpoint_v4};
-use crate::Errno;
 
 pub(crate) struct UdpEntry {
     handle: SocketHandle,
@@ -28,7 +28,6 @@ fn entry(inner: &mut Inner, id: SocketId) -> Result<&mut UdpEntry, Errno> {
         _ => Err(Errno::EBADF),
     }
 }
-
 
 impl Stack {
     /// A UDP socket bound to `port` (0: a random ephemeral port);
@@ -96,9 +95,9 @@ impl UdpSocket {
         if addr.port() == 0 || addr.ip().is_unspecified() {
             return Err(Errno::EINVAL);
         }
-        let (nonblocking, timeout) = self.shared.with_entry(|inner| {
-            entry(inner, self.id).map(|e| (e.nonblocking, e.write_timeout))
-        })?;
+        let (nonblocking, timeout) = self
+            .shared
+            .with_entry(|inner| entry(inner, self.id).map(|e| (e.nonblocking, e.write_timeout)))?;
         let deadline = timeout.map(|t| self.shared.deadline_after(t));
         let remote = IpEndpoint::new(IpAddress::Ipv4(*addr.ip()), addr.port());
         self.shared
@@ -126,9 +125,9 @@ impl UdpSocket {
     /// (the rest is lost, as on Linux). On a connected socket, datagrams
     /// from other peers are dropped.
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddrV4), Errno> {
-        let (nonblocking, timeout) = self.shared.with_entry(|inner| {
-            entry(inner, self.id).map(|e| (e.nonblocking, e.read_timeout))
-        })?;
+        let (nonblocking, timeout) = self
+            .shared
+            .with_entry(|inner| entry(inner, self.id).map(|e| (e.nonblocking, e.read_timeout)))?;
         let deadline = timeout.map(|t| self.shared.deadline_after(t));
         self.shared
             .block(deadline, nonblocking, Errno::EAGAIN, |inner, _| {

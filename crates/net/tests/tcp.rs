@@ -1,5 +1,7 @@
 //! TCP over two stacks on an in-memory wire.
 
+#![cfg(feature = "tcp")]
+
 mod common;
 
 use std::thread;
@@ -275,7 +277,8 @@ fn poll_sockets_reports_readiness() {
     let listener = pair.b.tcp_listen(1006, 2).unwrap();
     let mut fds = [PollEntry::new(listener.id(), PollEvents::IN)];
     assert_eq!(
-        pair.b.poll_sockets(&mut fds, Some(Duration::from_millis(50))),
+        pair.b
+            .poll_sockets(&mut fds, Some(Duration::from_millis(50))),
         Ok(0)
     );
     let client = pair

@@ -181,6 +181,18 @@ impl Pair {
     }
 
     pub fn with(faults: Faults, config: Config) -> Self {
+        let config_a = Config {
+            address: A_IP,
+            ..config.clone()
+        };
+        let config_b = Config {
+            address: B_IP,
+            ..config
+        };
+        Self::with_configs(faults, config_a, config_b)
+    }
+
+    pub fn with_configs(faults: Faults, config_a: Config, config_b: Config) -> Self {
         let a_to_b = Link::new(faults, 0x1234_5678);
         let b_to_a = Link::new(faults, 0x8765_4321);
         let nic_a = WireNic {
@@ -193,22 +205,8 @@ impl Pair {
             rx: a_to_b.clone(),
             tx: b_to_a.clone(),
         };
-        let a = Stack::new(
-            Box::new(nic_a),
-            StdPlatform::new(11),
-            Config {
-                address: A_IP,
-                ..config.clone()
-            },
-        );
-        let b = Stack::new(
-            Box::new(nic_b),
-            StdPlatform::new(22),
-            Config {
-                address: B_IP,
-                ..config
-            },
-        );
+        let a = Stack::new(Box::new(nic_a), StdPlatform::new(11), config_a);
+        let b = Stack::new(Box::new(nic_b), StdPlatform::new(22), config_b);
         let _ = a_to_b.receiver.set(b.clone());
         let _ = b_to_a.receiver.set(a.clone());
         let stop = Arc::new(AtomicBool::new(false));
