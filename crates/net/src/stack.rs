@@ -47,7 +47,18 @@ pub(crate) struct Closing {
     /// Polls since it was closed; it is removed only after one, so a
     /// queued FIN or RST goes out first.
     pub(crate) polls: u32,
+    /// When (µs) to give up on a graceful close and reset the connection,
+    /// like Linux's `tcp_fin_timeout`; set by the reaper.
+    pub(crate) give_up: Option<u64>,
 }
+
+/// How long a dropped connection may take to close gracefully.
+const CLOSE_LINGER_MICROS: u64 = 60_000_000;
+
+/// The shortest sleep between polls when smoltcp asks to be polled again
+/// at once: that only happens when the NIC refused a frame, and its
+/// transmit-complete interrupt will wake the waiters earlier.
+const MIN_POLL_INTERVAL_MICROS: u64 = 1_000;
 
 /// Everything behind the lock.
 pub(crate) struct Inner {
@@ -88,8 +99,7 @@ pub struct Stack {
 pub(crate) enum Try<T> {
     /// Finished (successfully or not).
     Done(Result<T, Errno>),
-    /// Would block; `progress` says whether the try changed socket state
-    /// (so other threads should re-check).
+    /// Would block.
     Pending,
 }
 
@@ -110,7 +120,7 @@ impl Inner {
         {
             changed |= self.poll_dhcp();
         }
-        self.reap();
+        self.reap(now);
         changed
     }
 
@@ -125,11 +135,18 @@ impl Inner {
         }
     }
 
-    fn reap(&mut self) {
+    fn reap(&mut self, now: Instant) {
+        let now = now.total_micros() as u64;
         let mut i = 0;
         while i < self.closing.len() {
             let c = &mut self.closing[i];
             c.polls = c.polls.saturating_add(1);
+            let give_up = *c
+                .give_up
+                .get_or_insert(now.saturating_add(CLOSE_LINGER_MICROS));
+            if now >= give_up {
+                self.abort_closing(i);
+            }
             if self.closing_done(i) {
                 let c = self.closing.swap_remove(i);
                 self.sockets.remove(c.handle);
@@ -144,6 +161,22 @@ impl Inner {
     }
 
     #[cfg(feature = "tcp")]
+    fn abort_closing(&mut self, i: usize) {
+        let c = &mut self.closing[i];
+        let s = self
+            .sockets
+            .get_mut::<smoltcp::socket::tcp::Socket>(c.handle);
+        if s.state() != smoltcp::socket::tcp::State::Closed {
+            log::debug!("net: connection did not close in time, resetting it");
+            s.abort();
+            c.polls = 0;
+        }
+    }
+
+    #[cfg(not(feature = "tcp"))]
+    fn abort_closing(&mut self, _i: usize) {}
+
+    #[cfg(feature = "tcp")]
     fn closing_done(&mut self, i: usize) -> bool {
         crate::tcp::closing_done(&mut self.sockets, &self.closing[i])
     }
@@ -155,9 +188,10 @@ impl Inner {
 
     /// smoltcp's next timer as an absolute `now_micros` deadline.
     fn poll_deadline(&mut self, now: Instant) -> Option<u64> {
-        self.iface
-            .poll_delay(now, &self.sockets)
-            .map(|d| (now.total_micros() as u64).saturating_add(d.total_micros()))
+        self.iface.poll_delay(now, &self.sockets).map(|d| {
+            (now.total_micros() as u64)
+                .saturating_add(d.total_micros().max(MIN_POLL_INTERVAL_MICROS))
+        })
     }
 
     /// Reserves room for `n` more smoltcp sockets.

@@ -106,7 +106,13 @@ impl Stack {
                 let mut slots = Vec::with_capacity(backlog);
                 for _ in 0..backlog {
                     let mut s = new_socket(&inner.config);
-                    s.listen(port).map_err(|_| Errno::EINVAL)?;
+                    if s.listen(port).is_err() {
+                        for h in slots {
+                            inner.remove_socket(h);
+                        }
+                        inner.release_port(Proto::Tcp, port);
+                        return Err(Errno::EINVAL);
+                    }
                     slots.push(inner.add_socket(s));
                 }
                 Ok(inner.insert(Entry::Listener(ListenerEntry {
@@ -145,9 +151,35 @@ impl Stack {
                     Try::Pending
                 }
             })?;
+        let conn = self.tcp_connect_start(addr)?;
+        self.shared.block(
+            deadline,
+            false,
+            Errno::ETIMEDOUT,
+            |inner, _| match connect_state(inner, conn.id) {
+                Ok(true) => Try::Done(Ok(())),
+                Ok(false) => Try::Pending,
+                Err(e) => Try::Done(Err(e)),
+            },
+        )?;
+        Ok(conn)
+    }
+
+    /// Starts connecting to `addr` and returns at once (a non-blocking
+    /// `connect(2)`): the stream becomes writable in
+    /// [`Stack::poll_sockets`] when connected, or reports ERR/HUP, with the
+    /// reason in [`TcpStream::take_error`]. ENETUNREACH while the interface
+    /// has no address.
+    pub fn tcp_connect_start(&self, addr: SocketAddrV4) -> Result<TcpStream, Errno> {
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(Errno::EINVAL);
+        }
         let platform = self.shared.platform.clone();
         let (id, _) = self.shared.with(|inner, _| {
             let result = (|| {
+                if !inner.configured {
+                    return Err(Errno::ENETUNREACH);
+                }
                 inner.check_room(1)?;
                 let port = inner.claim_port(Proto::Tcp, 0, &*platform)?;
                 let mut s = new_socket(&inner.config);
@@ -174,33 +206,29 @@ impl Stack {
             let acted = result.is_ok();
             (result, acted)
         });
-        let conn = TcpStream {
+        Ok(TcpStream {
             shared: self.shared.clone(),
             id: id?,
-        };
-        self.shared
-            .block(deadline, false, Errno::ETIMEDOUT, |inner, _| {
-                let e = match stream_socket(inner, conn.id) {
-                    Ok(e) => e,
-                    Err(e) => return Try::Done(Err(e)),
-                };
-                match inner.sockets.get::<tcp::Socket>(e).state() {
-                    State::SynSent | State::SynReceived => Try::Pending,
-                    State::Closed | State::Listen => Try::Done(Err(Errno::ECONNREFUSED)),
-                    _ => {
-                        if let Ok(e) = stream(inner, conn.id) {
-                            e.established = true;
-                        }
-                        Try::Done(Ok(()))
-                    }
-                }
-            })?;
-        Ok(conn)
+        })
     }
 }
 
-fn stream_socket(inner: &mut Inner, id: SocketId) -> Result<SocketHandle, Errno> {
-    stream(inner, id).map(|e| e.handle)
+/// Whether a connecting stream is connected (false: still trying);
+/// ECONNREFUSED if the attempt failed.
+fn connect_state(inner: &mut Inner, id: SocketId) -> Result<bool, Errno> {
+    let e = stream(inner, id)?;
+    if e.established {
+        return Ok(true);
+    }
+    let handle = e.handle;
+    match inner.sockets.get::<tcp::Socket>(handle).state() {
+        State::SynSent | State::SynReceived => Ok(false),
+        State::Closed | State::Listen => Err(Errno::ECONNREFUSED),
+        _ => {
+            stream(inner, id)?.established = true;
+            Ok(true)
+        }
+    }
 }
 
 /// A listening TCP socket. Dropping it closes the port and resets the
@@ -342,6 +370,7 @@ impl Drop for TcpListener {
                             handle,
                             port: None,
                             polls: 0,
+                            give_up: None,
                         });
                     }
                 }
@@ -480,6 +509,18 @@ impl TcpStream {
             .0
     }
 
+    /// The pending error of a connection started with
+    /// [`Stack::tcp_connect_start`], like `SO_ERROR`: Some(ECONNREFUSED) if
+    /// the attempt failed, None while connecting or once connected.
+    pub fn take_error(&self) -> Result<Option<Errno>, Errno> {
+        self.shared
+            .with_entry(|inner| match connect_state(inner, self.id) {
+                Ok(_) => Ok(None),
+                Err(Errno::EBADF) => Err(Errno::EBADF),
+                Err(e) => Ok(Some(e)),
+            })
+    }
+
     /// Non-blocking mode: reads and writes return EAGAIN instead of waiting.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Errno> {
         self.shared
@@ -549,6 +590,7 @@ impl Drop for TcpStream {
                 handle: e.handle,
                 port: e.port,
                 polls: 0,
+                give_up: None,
             });
             ((), true)
         });

@@ -326,3 +326,28 @@ fn ports_and_limits() {
     drop(l);
     assert!(pair.b.tcp_listen(2000, 1).is_ok());
 }
+
+#[test]
+fn nonblocking_connect_reports_through_poll() {
+    let pair = Pair::new();
+    let _listener = pair.b.tcp_listen(3000, 1).unwrap();
+    let ok = pair
+        .a
+        .tcp_connect_start(SocketAddrV4::new(B_IP, 3000))
+        .unwrap();
+    let refused = pair
+        .a
+        .tcp_connect_start(SocketAddrV4::new(B_IP, 3001))
+        .unwrap();
+    let mut fds = [
+        PollEntry::new(ok.id(), PollEvents::OUT),
+        PollEntry::new(refused.id(), PollEvents::OUT),
+    ];
+    assert!(eventually(Duration::from_secs(5), || {
+        pair.a.poll_sockets(&mut fds, Some(Duration::from_secs(1))) == Ok(2)
+    }));
+    assert_eq!(fds[0].revents, PollEvents::OUT);
+    assert!(fds[1].revents.contains(PollEvents::ERR | PollEvents::HUP));
+    assert_eq!(ok.take_error(), Ok(None));
+    assert_eq!(refused.take_error(), Ok(Some(Errno::ECONNREFUSED)));
+}
