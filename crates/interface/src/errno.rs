@@ -98,22 +98,38 @@ errnos! {
     ELOOP = 40,
     /// Value too large for its type.
     EOVERFLOW = 75,
+    /// Not a socket.
+    ENOTSOCK = 88,
+    /// Destination address required.
+    EDESTADDRREQ = 89,
+    /// Message too long.
+    EMSGSIZE = 90,
     /// Operation not supported.
     EOPNOTSUPP = 95,
+    /// Address family not supported.
+    EAFNOSUPPORT = 97,
     /// Address already in use.
     EADDRINUSE = 98,
     /// Cannot assign requested address.
     EADDRNOTAVAIL = 99,
     /// Network is unreachable.
     ENETUNREACH = 101,
+    /// Connection aborted.
+    ECONNABORTED = 103,
     /// Connection reset by peer.
     ECONNRESET = 104,
+    /// No buffer space available.
+    ENOBUFS = 105,
+    /// Already connected.
+    EISCONN = 106,
     /// Not connected.
     ENOTCONN = 107,
     /// Timed out.
     ETIMEDOUT = 110,
     /// Connection refused.
     ECONNREFUSED = 111,
+    /// No route to host.
+    EHOSTUNREACH = 113,
     /// Operation already in progress.
     EALREADY = 114,
     /// Operation now in progress.
