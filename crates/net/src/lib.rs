@@ -99,9 +99,10 @@ pub trait Platform: Send + Sync {
     /// futex wait on `counter`. Spurious returns are fine.
     fn wait(&self, counter: &AtomicU32, seen: u32, deadline: Option<u64>);
 
-    /// Wakes every thread in [`Platform::wait`] (called after the counter
-    /// was changed). Must not block: it may run in an interrupt handler.
-    fn wake_all(&self);
+    /// Wakes every thread in [`Platform::wait`] on `counter` (called after
+    /// the counter was changed). Must not block: it may run in an interrupt
+    /// handler.
+    fn wake_all(&self, counter: &AtomicU32);
 
     /// Random bits, for smoltcp's seed, ephemeral ports and the DHCP xid.
     fn random_u64(&self) -> u64;

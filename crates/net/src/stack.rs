@@ -490,7 +490,7 @@ impl Shared {
 
     fn bump(&self) {
         self.events.fetch_add(1, Ordering::Release);
-        self.platform.wake_all();
+        self.platform.wake_all(&self.events);
     }
 
     pub(crate) fn deadline_after(&self, d: Duration) -> u64 {

@@ -64,7 +64,7 @@ impl Platform for StdPlatform {
         let _ = self.cv.wait_timeout(guard, wait).unwrap();
     }
 
-    fn wake_all(&self) {
+    fn wake_all(&self, _counter: &AtomicU32) {
         let _guard = self.lock.lock().unwrap();
         self.cv.notify_all();
     }
