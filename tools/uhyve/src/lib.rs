@@ -70,6 +70,10 @@
 pub mod cpus;
 pub mod hypercall;
 pub mod layout;
+pub mod net;
+pub mod pci;
+pub mod tap;
+pub mod virtio_net;
 mod vm;
 
 use std::path::PathBuf;
