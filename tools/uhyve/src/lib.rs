@@ -78,6 +78,8 @@ mod vm;
 
 use std::path::PathBuf;
 
+pub use net::{Backend, NetBackend, NetConfig};
+
 /// What to run and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -199,6 +201,12 @@ pub enum Error {
     /// The mounts cannot be served (e.g. a guest path mapped twice).
     #[error("invalid mount: {0}")]
     Mount(#[from] hermit_hostfs::MountError),
+    /// The tap device could not be opened.
+    #[error(transparent)]
+    Tap(#[from] tap::TapError),
+    /// The NIC could not be set up (eventfd or thread creation failed).
+    #[error("cannot start the network device: {0}")]
+    NetDevice(std::io::Error),
     /// A KVM ioctl failed while setting up the VM.
     #[error("{what} failed: {source}")]
     Kvm {
@@ -222,7 +230,15 @@ pub enum Error {
 /// more (a no-op handler is installed once per process), so blocking system
 /// calls on the calling thread may return `EINTR`.
 pub fn run(config: &Config) -> Result<Outcome, Error> {
-    vm::run(config)
+    vm::run(config, None)
+}
+
+/// Like [`run`], with a virtio-net NIC connected to `net.backend` (see
+/// [`virtio_net`]); `None` is exactly [`run`]: no PCI bus at all. Besides
+/// the vCPU threads, a NIC has one RX thread, stopped and joined before
+/// this returns.
+pub fn run_with_net(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Error> {
+    vm::run(config, net)
 }
 
 /// This process's environment as `NAME=VALUE` entries, the way a guest

@@ -237,11 +237,11 @@ mod tests {
         assert_eq!(read(&bus, 0, 0), 0x29c0_8086);
         assert_eq!(read(&bus, 1, 0), 0x1041_1af4);
         assert_eq!(read(&bus, 1, 8), 0x0200_0001);
-        assert_eq!(read(&bus, 2, 0), 0xffff_ffff);
         // Address register reads back.
         let mut d = [0; 4];
         bus.io_in(CONFIG_ADDRESS, &mut d);
         assert_eq!(u32::from_le_bytes(d), (1 << 31) | (1 << 11) | 8);
+        assert_eq!(read(&bus, 2, 0), 0xffff_ffff);
         // Byte write to the interrupt line through port 0xCFC + 0.
         let addr = (1u32 << 31) | (1 << 11) | 0x3c;
         bus.io_out(CONFIG_ADDRESS, &addr.to_le_bytes());

@@ -11,12 +11,21 @@ use crate::net::Backend;
 
 /// Why a tap device could not be opened. The message is one line.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot open tap device {name}: {source}")]
+#[error("cannot open tap device {name}: {}", os_message(source))]
 pub struct TapError {
     /// The interface name.
     pub name: String,
     /// The host error.
     pub source: io::Error,
+}
+
+/// `e`'s message without the " (os error N)" suffix, for one clean line.
+fn os_message(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
 }
 
 /// An open tap interface.
