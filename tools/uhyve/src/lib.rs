@@ -51,11 +51,24 @@
 //! hanging. (A vCPU woken from such a halt by another vCPU's NMI counts as
 //! dead for up to one more tick; uhyve's kernels do not do that.)
 //!
+//! # Network
+//!
+//! [`run_with_net`] (`--netif NAME`, `--mac MAC`) gives the guest one
+//! modern virtio-net NIC on a PCI bus (configuration mechanism #1 at ports
+//! `0xCF8..=0xCFF`, NIC at 00:01.0, BAR0 pre-assigned at
+//! [`layout::NIC_BAR`], MSI-X only), connected to a [`Backend`]: a host tap
+//! interface ([`tap::Tap`]) or one the caller supplies
+//! ([`NetBackend::Custom`]). Register layout, features and the handling of
+//! hostile rings are described in [`virtio_net`]. TX frames are sent on the
+//! vCPU thread whose queue notify trapped; RX runs on one extra thread that
+//! polls the backend and is stopped when the VM ends. Without a NIC there
+//! is no PCI bus at all.
+//!
 //! # Limits
 //!
-//! It is not a general VMM: besides the in-kernel local APICs there are no
-//! devices (port reads return all ones, writes to unknown ports and unmapped
-//! MMIO are ignored), no networking or GDB stub; no CPU hot-unplug,
+//! It is not a general VMM: besides the in-kernel local APICs and the
+//! optional NIC there are no devices (port reads return all ones, writes to
+//! unknown ports and unmapped MMIO are ignored), no GDB stub; no CPU hot-unplug,
 //! INIT/SIPI from the guest is not how CPUs start (use StartCpu).
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock

@@ -39,8 +39,13 @@ fn null_net() -> uhyve::NetConfig {
 }
 
 /// Reads 00:01.0's id and BAR0's `num_queues` (expecting `id` and `queues`),
-/// then `reads` more MMIO reads, then exits 0; 1 or 2 on a mismatch.
+/// then `reads` more MMIO reads (port reads of 0xCFC if `port`), then
+/// exits 0; 1 or 2 on a mismatch.
 fn guest(id: u32, queues: u16, reads: u32) -> Guest {
+    guest_loop(id, queues, reads, false)
+}
+
+fn guest_loop(id: u32, queues: u16, reads: u32, port: bool) -> Guest {
     let mut g = Guest::new();
     g.mov_imm(Reg::Rax, 0x8000_0800).out(0xcf8);
     g.raw(&[0x66, 0xba, 0xfc, 0x0c, 0xed]); // mov dx, 0xcfc; in eax, dx
@@ -55,7 +60,11 @@ fn guest(id: u32, queues: u16, reads: u32) -> Guest {
     let done = 0x1700;
     g.je(done);
     let top = g.here();
-    g.raw(&[0x0f, 0xb7, 0x46, 0x12]); // movzx eax, word [rsi + 0x12]
+    if port {
+        g.raw(&[0xed]); // in eax, dx (dx = 0xcfc)
+    } else {
+        g.raw(&[0x0f, 0xb7, 0x46, 0x12]); // movzx eax, word [rsi + 0x12]
+    }
     g.raw(&[0x48, 0xff, 0xc9]); // dec rcx
     g.jne(top);
     g.pad_to(done).exit(EXIT_OK, 0);
@@ -109,8 +118,8 @@ fn mmio_exit_round_trip_cost() {
         return;
     }
     const N: u32 = 20_000;
-    let time = |reads: u32, name: &str| {
-        let image = guest(0x1041_1af4, 2, reads).write(name);
+    let time = |reads: u32, port: bool, name: &str| {
+        let image = guest_loop(0x1041_1af4, 2, reads, port).write(name);
         let cfg = config(image);
         let mut best = f64::MAX;
         for _ in 0..3 {
@@ -121,12 +130,15 @@ fn mmio_exit_round_trip_cost() {
         }
         best
     };
-    let base = time(0, "net-mmio0");
-    let loaded = time(N, "net-mmio");
+    let base = time(0, false, "net-mmio0");
+    let loaded = time(N, false, "net-mmio");
+    let ports = time(N, true, "net-pio");
     println!(
-        "uhyve virtio-net: one MMIO exit round trip (BAR0 read) = {:.2} us ({N} reads: {:.1} ms, VM without reads: {:.1} ms)",
+        "uhyve virtio-net: one MMIO exit round trip (BAR0 read) = {:.2} us, one port-I/O exit (0xCFC read) = {:.2} us ({N} reads: {:.1} / {:.1} ms, VM without reads: {:.1} ms)",
         (loaded - base) / f64::from(N) * 1e6,
+        (ports - base) / f64::from(N) * 1e6,
         loaded * 1e3,
+        ports * 1e3,
         base * 1e3
     );
 }
