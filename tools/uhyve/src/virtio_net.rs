@@ -131,16 +131,42 @@ const ISR_QUEUE: u8 = 1;
 const ISR_CONFIG: u8 = 2;
 const LINK_UP: u16 = 1;
 
-/// Sends MSI messages into the VM (`KVM_SIGNAL_MSI`; a fake in tests).
-pub trait MsiSink: Send + Sync {
-    /// Delivers the message `data` to `address`.
+/// What the device needs from the hypervisor (KVM; a fake in tests).
+pub trait VmHooks: Send + Sync {
+    /// Delivers the MSI message `data` to `address`.
     fn signal_msi(&self, address: u64, data: u32) -> io::Result<()>;
+
+    /// Makes a 2-byte guest write of `value` to guest-physical `addr`
+    /// signal `fd` instead of exiting to uhyve (an ioeventfd). The default
+    /// refuses: notifies then arrive as MMIO exits.
+    fn register_notify(&self, fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        let _ = (fd, addr, value);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Undoes [`VmHooks::register_notify`].
+    fn unregister_notify(&self, fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        let _ = (fd, addr, value);
+        Ok(())
+    }
 }
 
-/// [`MsiSink`] for a KVM VM with in-kernel local APICs.
-pub struct KvmMsi(pub Arc<kvm_ioctls::VmFd>);
+/// [`VmHooks`] for a KVM VM with in-kernel local APICs.
+pub struct KvmHooks(pub Arc<kvm_ioctls::VmFd>);
 
-impl MsiSink for KvmMsi {
+impl VmHooks for KvmHooks {
+    fn register_notify(&self, fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        self.0
+            .register_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), value)
+            .map_err(|e| io::Error::from_raw_os_error(e.errno()))
+    }
+
+    fn unregister_notify(&self, fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        self.0
+            .unregister_ioevent(fd, &kvm_ioctls::IoEventAddress::Mmio(addr), value)
+            .map_err(|e| io::Error::from_raw_os_error(e.errno()))
+    }
+
     fn signal_msi(&self, address: u64, data: u32) -> io::Result<()> {
         let msi = kvm_bindings::kvm_msi {
             address_lo: address as u32,
@@ -184,6 +210,8 @@ struct Inner {
     rx_starved: bool,
     /// Scratch buffer for one frame with its header.
     frame: Vec<u8>,
+    /// BAR0 address at which the notify ioeventfds are registered.
+    notify_at: Option<u64>,
 }
 
 /// Counters, for tests and diagnostics.
@@ -207,9 +235,11 @@ pub struct VirtioNet {
     inner: Mutex<Inner>,
     stats: Mutex<Stats>,
     mem: GuestMemoryMmap,
-    msi: Arc<dyn MsiSink>,
+    hooks: Arc<dyn VmHooks>,
     /// Wakes the worker (RX notify, DRIVER_OK, reset, stop).
     wake: EventFd,
+    /// Signalled by KVM on a notify write (ioeventfd), per queue.
+    notify: [EventFd; 2],
     stop: AtomicBool,
     backend_fd: RawFd,
 }
@@ -345,7 +375,7 @@ impl Inner {
 
     /// Reports a fatal device error to the driver: `DEVICE_NEEDS_RESET`
     /// and a configuration-change interrupt.
-    fn fail(&mut self, why: &str, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn fail(&mut self, why: &str, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         if self.status & status::NEEDS_RESET == 0 {
             log::warn!("virtio-net: {why}; the device needs a reset");
             self.status |= status::NEEDS_RESET;
@@ -363,7 +393,7 @@ impl Inner {
 
     /// Sets `isr_bit` and sends `vector`'s message (or marks it pending
     /// while masked).
-    fn raise(&mut self, isr_bit: u8, vector: u16, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn raise(&mut self, isr_bit: u8, vector: u16, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         self.isr |= isr_bit;
         let control = self.msix_control();
         if vector >= MSIX_VECTORS || control & MSIX_ENABLE == 0 {
@@ -377,7 +407,7 @@ impl Inner {
         self.send(v, msi, stats);
     }
 
-    fn send(&mut self, v: usize, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn send(&mut self, v: usize, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         let e = &self.msix_table[16 * v..16 * v + 16];
         let address = le_value(&e[0..8]);
         let data = le_value(&e[8..12]) as u32;
@@ -389,7 +419,7 @@ impl Inner {
     }
 
     /// Sends pending messages whose vector is no longer masked.
-    fn deliver_pending(&mut self, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn deliver_pending(&mut self, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         let control = self.msix_control();
         if control & MSIX_ENABLE == 0 || control & MSIX_FUNCTION_MASK != 0 {
             return;
@@ -442,7 +472,7 @@ impl Inner {
         off: u64,
         data: &[u8],
         mem: &GuestMemoryMmap,
-        msi: &dyn MsiSink,
+        msi: &dyn VmHooks,
         stats: &Mutex<Stats>,
     ) -> bool {
         let v = le_value(data);
@@ -503,7 +533,7 @@ impl Inner {
         &mut self,
         new: u8,
         mem: &GuestMemoryMmap,
-        msi: &dyn MsiSink,
+        msi: &dyn VmHooks,
         stats: &Mutex<Stats>,
     ) -> bool {
         if new == 0 {
@@ -534,7 +564,7 @@ impl Inner {
     }
 
     /// Moves TX chains to the backend; runs on a vCPU thread.
-    fn process_tx(&mut self, mem: &GuestMemoryMmap, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn process_tx(&mut self, mem: &GuestMemoryMmap, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         if !self.queue_live(TX, mem) {
             return;
         }
@@ -615,7 +645,7 @@ impl Inner {
 
     /// Moves waiting frames from the backend into RX buffers; runs on the
     /// worker thread.
-    fn process_rx(&mut self, mem: &GuestMemoryMmap, msi: &dyn MsiSink, stats: &Mutex<Stats>) {
+    fn process_rx(&mut self, mem: &GuestMemoryMmap, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
         if !self.wants_frames(mem) {
             return;
         }
@@ -703,13 +733,13 @@ impl Inner {
 impl VirtioNet {
     /// A device over `mem` with its BAR0 at `bar` (a multiple of
     /// [`BAR_SIZE`] below 4 GiB), sending and receiving through `backend`
-    /// and interrupting through `msi`.
+    /// and interrupting (and registering notify ioeventfds) through `hooks`.
     pub fn new(
         mem: GuestMemoryMmap,
         bar: u32,
         backend: Box<dyn Backend>,
         mac: [u8; 6],
-        msi: Arc<dyn MsiSink>,
+        hooks: Arc<dyn VmHooks>,
     ) -> io::Result<Arc<Self>> {
         let backend_fd = backend.ready_fd();
         let mut config = [0u8; DEVICE_CFG_LEN as usize];
@@ -738,16 +768,47 @@ impl VirtioNet {
             backend_failed: false,
             rx_starved: false,
             frame: Vec::new(),
+            notify_at: None,
         };
-        Ok(Arc::new(Self {
+        let device = Arc::new(Self {
             inner: Mutex::new(inner),
             stats: Mutex::new(Stats::default()),
             mem,
-            msi,
+            hooks,
             wake: EventFd::new(EFD_NONBLOCK)?,
+            notify: [EventFd::new(EFD_NONBLOCK)?, EventFd::new(EFD_NONBLOCK)?],
             stop: AtomicBool::new(false),
             backend_fd,
-        }))
+        });
+        device.sync_notify(&mut lock(&device.inner));
+        Ok(device)
+    }
+
+    /// Keeps the notify ioeventfds at the BAR's current address (none while
+    /// decoding is off). Where KVM refuses, notifies exit to
+    /// [`VirtioNet::mmio_write`] instead.
+    fn sync_notify(&self, inner: &mut Inner) {
+        let want = inner.bar().map(|b| b + NOTIFY_CFG);
+        if want == inner.notify_at {
+            return;
+        }
+        let addr = |base: u64, q: usize| base + q as u64 * u64::from(NOTIFY_OFF_MULTIPLIER);
+        if let Some(old) = inner.notify_at.take() {
+            for (q, fd) in self.notify.iter().enumerate() {
+                let _ = self.hooks.unregister_notify(fd, addr(old, q), q as u16);
+            }
+        }
+        let Some(base) = want else { return };
+        for (q, fd) in self.notify.iter().enumerate() {
+            if let Err(e) = self.hooks.register_notify(fd, addr(base, q), q as u16) {
+                log::debug!("virtio-net: no ioeventfd for queue {q}: {e}");
+                for (q, fd) in self.notify.iter().enumerate().take(q) {
+                    let _ = self.hooks.unregister_notify(fd, addr(base, q), q as u16);
+                }
+                return;
+            }
+        }
+        inner.notify_at = Some(base);
     }
 
     /// The device's counters.
@@ -798,7 +859,7 @@ impl VirtioNet {
         let Some(off) = Self::decode(&inner, addr, data.len()) else {
             return false;
         };
-        let (mem, msi, stats) = (&self.mem, &*self.msi, &self.stats);
+        let (mem, msi, stats) = (&self.mem, &*self.hooks, &self.stats);
         match off {
             COMMON_CFG..0x1000 => {
                 if inner.write_common(off - COMMON_CFG, data, mem, msi, stats) {
@@ -834,7 +895,8 @@ impl PciDevice for VirtioNet {
     fn config_write(&self, off: usize, data: &[u8]) {
         let mut inner = lock(&self.inner);
         inner.pci.write(off, data);
-        inner.deliver_pending(&*self.msi, &self.stats);
+        self.sync_notify(&mut inner);
+        inner.deliver_pending(&*self.hooks, &self.stats);
     }
 }
 
@@ -892,14 +954,24 @@ impl VirtioNet {
                     revents: 0,
                 },
                 libc::pollfd {
+                    fd: self.notify[RX].as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.notify[TX].as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
                     // Negative fds are skipped by poll.
                     fd: if want { self.backend_fd } else { -1 },
                     events: libc::POLLIN,
                     revents: 0,
                 },
             ];
-            // SAFETY: `fds` is a valid array of two pollfds for the call.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            // SAFETY: `fds` is a valid array of pollfds of the length given.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -911,7 +983,16 @@ impl VirtioNet {
             if fds[0].revents != 0 {
                 let _ = self.wake.read();
             }
-            lock(&self.inner).process_rx(&self.mem, &*self.msi, &self.stats);
+            let mut inner = lock(&self.inner);
+            if fds[2].revents != 0 {
+                let _ = self.notify[TX].read();
+                inner.process_tx(&self.mem, &*self.hooks, &self.stats);
+            }
+            if fds[1].revents != 0 {
+                let _ = self.notify[RX].read();
+                inner.rx_starved = false;
+            }
+            inner.process_rx(&self.mem, &*self.hooks, &self.stats);
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR};
 use crate::net::{Backend, NetBackend, NetConfig};
 use crate::pci::{PciBus, PciDevice};
 use crate::tap::Tap;
-use crate::virtio_net::{KvmMsi, VirtioNet, Worker};
+use crate::virtio_net::{KvmHooks, VirtioNet, Worker};
 use crate::{Config, Error, Outcome};
 
 const CR0_PE: u64 = 1 << 0;
@@ -169,7 +169,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     let nic = match backend {
         None => None,
         Some((backend, mac)) => {
-            let msi = Arc::new(KvmMsi(Arc::clone(&vm)));
+            let msi = Arc::new(KvmHooks(Arc::clone(&vm)));
             let device = VirtioNet::new(mem.clone(), NIC_BAR as u32, backend, mac, msi)
                 .map_err(Error::NetDevice)?;
             let worker = Worker::start(&device).map_err(Error::NetDevice)?;

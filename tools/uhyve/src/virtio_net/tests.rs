@@ -81,12 +81,33 @@ impl Backend for FakeBackend {
     }
 }
 
-#[derive(Default)]
-struct FakeMsi(Mutex<Vec<(u64, u32)>>);
+/// Registered notify ioeventfds: a clone of the fd, address, value.
+type Ioevents = Vec<(EventFd, u64, u16)>;
 
-impl MsiSink for FakeMsi {
+/// Records MSIs; accepts ioeventfds only if `ioevents` is `Some`.
+#[derive(Default)]
+struct FakeMsi(Mutex<Vec<(u64, u32)>>, Option<Mutex<Ioevents>>);
+
+impl VmHooks for FakeMsi {
     fn signal_msi(&self, address: u64, data: u32) -> io::Result<()> {
         self.0.lock().unwrap().push((address, data));
+        Ok(())
+    }
+
+    fn register_notify(&self, fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        let Some(list) = &self.1 else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        list.lock().unwrap().push((fd.try_clone()?, addr, value));
+        Ok(())
+    }
+
+    fn unregister_notify(&self, _fd: &EventFd, addr: u64, value: u16) -> io::Result<()> {
+        if let Some(list) = &self.1 {
+            list.lock()
+                .unwrap()
+                .retain(|(_, a, v)| (*a, *v) != (addr, value));
+        }
         Ok(())
     }
 }
@@ -170,14 +191,17 @@ struct Driver {
 impl Driver {
     fn new() -> Self {
         let backend = FakeBackend::new();
-        Self::with_backend(backend.clone(), Box::new(backend))
+        Self::build(backend.clone(), Box::new(backend), FakeMsi::default())
     }
 
     /// A driver whose device uses `real` (`fake` only for inspection).
     fn with_backend(fake: FakeBackend, real: Box<dyn Backend>) -> Self {
-        let backend = fake;
+        Self::build(fake, real, FakeMsi::default())
+    }
+
+    fn build(backend: FakeBackend, real: Box<dyn Backend>, msi: FakeMsi) -> Self {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM)]).unwrap();
-        let msi = Arc::new(FakeMsi::default());
+        let msi = Arc::new(msi);
         let dev = VirtioNet::new(mem.clone(), BAR, real, MAC, msi.clone()).unwrap();
         let bus = PciBus::new(Some(dev.clone() as Arc<dyn PciDevice>));
         Self {
@@ -613,6 +637,57 @@ fn masked_vectors_are_pending_until_unmasked() {
     d.send(&mut tx, 4, 0x40000, &[3; 20]);
     assert!(d.msi.taken().is_empty());
     assert_eq!(d.read(ISR_CFG, 1), 1);
+}
+
+#[test]
+fn ioeventfd_notifies_reach_the_worker() {
+    let backend = FakeBackend::new();
+    let hooks = FakeMsi(Mutex::default(), Some(Mutex::default()));
+    let mut d = Driver::build(backend.clone(), Box::new(backend), hooks);
+    let registered = |d: &Driver| -> Vec<(u64, u16)> {
+        let list = d.msi.1.as_ref().unwrap().lock().unwrap();
+        list.iter().map(|(_, a, v)| (*a, *v)).collect()
+    };
+    let at = u64::from(BAR) + NOTIFY_CFG;
+    assert_eq!(registered(&d), [(at, 0), (at + 4, 1)]);
+    // Decoding off: none; moved: at the new address.
+    let cmd = d.cfg_read(0x04);
+    d.cfg_write(0x04, cmd & !u32::from(COMMAND_MEMORY));
+    assert!(registered(&d).is_empty());
+    d.cfg_write(0x10, 0xd000_0000);
+    d.cfg_write(0x04, cmd);
+    let at = 0xd000_0000 + NOTIFY_CFG;
+    assert_eq!(registered(&d), [(at, 0), (at + 4, 1)]);
+    d.bar = 0xd000_0000;
+
+    let (mut rx, mut tx) = d.up();
+    let worker = Worker::start(&d.dev).unwrap();
+    let kvm_signals = |d: &Driver, q: u16| {
+        let list = d.msi.1.as_ref().unwrap().lock().unwrap();
+        let (fd, _, _) = list.iter().find(|(_, _, v)| *v == q).unwrap();
+        fd.write(1).unwrap();
+    };
+    // TX without an MMIO exit: the worker sends it.
+    d.mem
+        .write_slice(&[0; HDR_LEN], GuestAddress(0x40000))
+        .unwrap();
+    d.mem
+        .write_slice(b"via-ioeventfd", GuestAddress(0x40100))
+        .unwrap();
+    tx.set_desc(&d.mem, 0, 0x40000, HDR_LEN as u32, VRING_DESC_F_NEXT, 1);
+    tx.set_desc(&d.mem, 1, 0x40100, 13, 0, 0);
+    tx.publish(&d.mem, 0);
+    kvm_signals(&d, 1);
+    wait_for("TX by the worker", || d.backend.sent().len() == 1);
+    assert_eq!(d.backend.sent()[0], b"via-ioeventfd");
+    wait_for("TX used", || tx.used_idx(&d.mem) == 1);
+    // RX: starve, then a buffer arrives with an ioeventfd notify.
+    d.backend.deliver(&[7; 50]);
+    std::thread::sleep(Duration::from_millis(20));
+    d.post_rx(&mut rx, 0, 0x50000, 2048);
+    kvm_signals(&d, 0);
+    wait_for("RX after the notify", || rx.used_idx(&d.mem) == 1);
+    worker.stop();
 }
 
 /// The device is in NEEDS_RESET, told the driver, and recovers on reset.
