@@ -59,9 +59,9 @@
 //! [`layout::NIC_BAR`], MSI-X only), connected to a [`Backend`]: a host tap
 //! interface ([`tap::Tap`]) or one the caller supplies
 //! ([`NetBackend::Custom`]). Register layout, features and the handling of
-//! hostile rings are described in [`virtio_net`]. TX frames are sent on the
-//! vCPU thread whose queue notify trapped; RX runs on one extra thread that
-//! polls the backend and is stopped when the VM ends. Without a NIC there
+//! hostile rings are described in [`virtio_net`]. Queue notifies are KVM
+//! ioeventfds; one extra thread per NIC sends TX frames and fills RX
+//! buffers, and is stopped and joined when the VM ends. Without a NIC there
 //! is no PCI bus at all.
 //!
 //! # Limits

@@ -28,9 +28,16 @@
 //! driver resets it; descriptor loops end after queue-size descriptors;
 //! TX frames above 64 KiB are dropped.
 //!
-//! TX runs on the vCPU thread whose notify write trapped. RX runs on a
-//! worker thread ([`Worker`]) that polls the backend's fd and stops reading
-//! while the guest has no RX buffer, until it notifies the RX queue.
+//! Queue notifies are ioeventfds registered with KVM at BAR0's current
+//! address (re-registered when the guest moves the BAR or turns decoding
+//! off), so the notifying vCPU does not wait for uhyve: measured here about
+//! 6 us per notify against 12-17 us for a write that exits to uhyve (see
+//! `tests/net.rs`). One worker thread ([`Worker`]) polls them and the
+//! backend's fd: it moves TX chains to the backend and fills RX buffers,
+//! and stops reading the backend while the guest has no RX buffer, until
+//! it notifies the RX queue. Notify writes KVM does not match (other
+//! widths, or no ioeventfd support) exit to [`VirtioNet::mmio_write`],
+//! which does the same work on the vCPU thread.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
