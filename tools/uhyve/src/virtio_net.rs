@@ -791,12 +791,17 @@ impl VirtioNet {
         Ok(device)
     }
 
-    /// Keeps the notify ioeventfds at the BAR's current address (none while
-    /// decoding is off). Where KVM refuses, notifies exit to
-    /// [`VirtioNet::mmio_write`] instead.
+    /// Keeps the notify ioeventfds at the BAR's address. While decoding is
+    /// off they stay where they were: BAR sizing (decoding off, all ones,
+    /// restore) then costs no KVM_IOEVENTFD calls, each of which waits for
+    /// an SRCU grace period; a notify written while decoding is off only
+    /// makes the worker look at the queue. Where KVM refuses, notifies exit
+    /// to [`VirtioNet::mmio_write`] instead.
     fn sync_notify(&self, inner: &mut Inner) {
-        let want = inner.bar().map(|b| b + NOTIFY_CFG);
-        if want == inner.notify_at {
+        let Some(want) = inner.bar().map(|b| b + NOTIFY_CFG) else {
+            return;
+        };
+        if Some(want) == inner.notify_at {
             return;
         }
         let addr = |base: u64, q: usize| base + q as u64 * u64::from(NOTIFY_OFF_MULTIPLIER);
@@ -805,17 +810,16 @@ impl VirtioNet {
                 let _ = self.hooks.unregister_notify(fd, addr(old, q), q as u16);
             }
         }
-        let Some(base) = want else { return };
         for (q, fd) in self.notify.iter().enumerate() {
-            if let Err(e) = self.hooks.register_notify(fd, addr(base, q), q as u16) {
+            if let Err(e) = self.hooks.register_notify(fd, addr(want, q), q as u16) {
                 log::debug!("virtio-net: no ioeventfd for queue {q}: {e}");
                 for (q, fd) in self.notify.iter().enumerate().take(q) {
-                    let _ = self.hooks.unregister_notify(fd, addr(base, q), q as u16);
+                    let _ = self.hooks.unregister_notify(fd, addr(want, q), q as u16);
                 }
                 return;
             }
         }
-        inner.notify_at = Some(base);
+        inner.notify_at = Some(want);
     }
 
     /// The device's counters.
