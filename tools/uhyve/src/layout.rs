@@ -30,6 +30,10 @@ const GIB: u64 = 1 << 30;
 pub const HOLE_START: u64 = 3 * GIB;
 /// End of the MMIO hole.
 pub const HOLE_END: u64 = 4 * GIB;
+/// Guest-physical address of the virtio-net NIC's BAR0 (16 KiB), the
+/// first page of the MMIO hole, far from the IOAPIC (`0xFEC00000`) and the
+/// local APIC (`0xFEE00000`). Only present when the VM has a NIC.
+pub const NIC_BAR: u64 = HOLE_START;
 /// Address of the GDT.
 pub const GDT_ADDR: u64 = 0x1000;
 /// Address of the PML4; the other page tables follow it.

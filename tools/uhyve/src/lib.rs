@@ -51,11 +51,24 @@
 //! hanging. (A vCPU woken from such a halt by another vCPU's NMI counts as
 //! dead for up to one more tick; uhyve's kernels do not do that.)
 //!
+//! # Network
+//!
+//! [`run_with_net`] (`--netif NAME`, `--mac MAC`) gives the guest one
+//! modern virtio-net NIC on a PCI bus (configuration mechanism #1 at ports
+//! `0xCF8..=0xCFF`, NIC at 00:01.0, BAR0 pre-assigned at
+//! [`layout::NIC_BAR`], MSI-X only), connected to a [`Backend`]: a host tap
+//! interface ([`tap::Tap`]) or one the caller supplies
+//! ([`NetBackend::Custom`]). Register layout, features and the handling of
+//! hostile rings are described in [`virtio_net`]. Queue notifies are KVM
+//! ioeventfds; one extra thread per NIC sends TX frames and fills RX
+//! buffers, and is stopped and joined when the VM ends. Without a NIC there
+//! is no PCI bus at all.
+//!
 //! # Limits
 //!
-//! It is not a general VMM: besides the in-kernel local APICs there are no
-//! devices (port reads return all ones, writes to unknown ports and unmapped
-//! MMIO are ignored), no networking or GDB stub; no CPU hot-unplug,
+//! It is not a general VMM: besides the in-kernel local APICs and the
+//! optional NIC there are no devices (port reads return all ones, writes to
+//! unknown ports and unmapped MMIO are ignored), no GDB stub; no CPU hot-unplug,
 //! INIT/SIPI from the guest is not how CPUs start (use StartCpu).
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock
@@ -70,9 +83,15 @@
 pub mod cpus;
 pub mod hypercall;
 pub mod layout;
+pub mod net;
+pub mod pci;
+pub mod tap;
+pub mod virtio_net;
 mod vm;
 
 use std::path::PathBuf;
+
+pub use net::{Backend, NetBackend, NetConfig};
 
 /// What to run and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -195,6 +214,12 @@ pub enum Error {
     /// The mounts cannot be served (e.g. a guest path mapped twice).
     #[error("invalid mount: {0}")]
     Mount(#[from] hermit_hostfs::MountError),
+    /// The tap device could not be opened.
+    #[error(transparent)]
+    Tap(#[from] tap::TapError),
+    /// The NIC could not be set up (eventfd or thread creation failed).
+    #[error("cannot start the network device: {0}")]
+    NetDevice(std::io::Error),
     /// A KVM ioctl failed while setting up the VM.
     #[error("{what} failed: {source}")]
     Kvm {
@@ -218,7 +243,15 @@ pub enum Error {
 /// more (a no-op handler is installed once per process), so blocking system
 /// calls on the calling thread may return `EINTR`.
 pub fn run(config: &Config) -> Result<Outcome, Error> {
-    vm::run(config)
+    vm::run(config, None)
+}
+
+/// Like [`run`], with a virtio-net NIC connected to `net.backend` (see
+/// [`virtio_net`]); `None` is exactly [`run`]: no PCI bus at all. Besides
+/// the vCPU threads, a NIC has one RX thread, stopped and joined before
+/// this returns.
+pub fn run_with_net(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Error> {
+    vm::run(config, net)
 }
 
 /// This process's environment as `NAME=VALUE` entries, the way a guest

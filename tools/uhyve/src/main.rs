@@ -1,5 +1,5 @@
 //! `uhyve [OPTIONS] IMAGE [ARGS...]`: runs a hermit image under KVM and
-//! exits with its status. Options are parsed by hand: there are six, and
+//! exits with its status. Options are parsed by hand: there are eight, and
 //! start-up time matters.
 
 use std::ffi::OsString;
@@ -31,6 +31,11 @@ Options:
                          GUEST may not). The guest reaches nothing outside
                          HOST: no '..' above it, no symlinks out of it, no
                          device files. Without --mount it sees no host files
+      --netif NAME       give the guest a virtio-net NIC on the host tap
+                         interface NAME (created if missing; needs
+                         CAP_NET_ADMIN for that)
+      --mac MAC          the NIC's MAC address, XX:XX:XX:XX:XX:XX (default:
+                         a random locally administered one)
   -h, --help             show this help
 ";
 
@@ -45,6 +50,8 @@ struct Cli {
     verbose: bool,
     log_level: Option<String>,
     mounts: Vec<Mount>,
+    netif: Option<String>,
+    mac: Option<[u8; 6]>,
     image: PathBuf,
     args: Vec<String>,
 }
@@ -80,6 +87,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut verbose = false;
     let mut log_level = None;
     let mut mounts: Vec<Mount> = Vec::new();
+    let mut netif = None;
+    let mut mac = None;
     let utf8 = |a: OsString| {
         a.into_string()
             .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
@@ -143,6 +152,21 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
                 }
                 mounts.push(mount);
             }
+            "--netif" => {
+                let v = value("--netif")?;
+                if v.is_empty() || v.len() >= 16 || v.contains(['/', ' ']) {
+                    return Err(format!(
+                        "invalid --netif '{v}': expected an interface name of 1 to 15 characters"
+                    ));
+                }
+                netif = Some(v);
+            }
+            "--mac" => {
+                let v = value("--mac")?;
+                mac = Some(uhyve::net::parse_mac(&v).ok_or_else(|| {
+                    format!("invalid --mac '{v}': expected six hex bytes like 02:00:00:12:34:56")
+                })?);
+            }
             "--" => match args.next() {
                 Some(image) => break utf8(image)?,
                 None => return Err("missing IMAGE (try --help)".into()),
@@ -153,6 +177,9 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
             _ => break arg,
         }
     };
+    if mac.is_some() && netif.is_none() {
+        return Err("--mac needs --netif".into());
+    }
     let mut guest_args = vec![image.clone()];
     for a in args {
         guest_args.push(utf8(a)?);
@@ -169,6 +196,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         verbose,
         log_level,
         mounts,
+        netif,
+        mac,
         image: PathBuf::from(image),
         args: guest_args,
     }))
@@ -200,7 +229,14 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         mounts: cli.mounts,
     };
-    let outcome = match uhyve::run(&config) {
+    let net = cli.netif.map(|name| {
+        let mut net = uhyve::NetConfig::new(uhyve::NetBackend::Tap(name));
+        if let Some(mac) = cli.mac {
+            net.mac = mac;
+        }
+        net
+    });
+    let outcome = match uhyve::run_with_net(&config, net) {
         Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("uhyve: {e}");
@@ -273,6 +309,8 @@ mod tests {
                 verbose: true,
                 log_level: Some("debug".into()),
                 mounts: Vec::new(),
+                netif: None,
+                mac: None,
                 image: "img".into(),
                 args: vec!["img".into(), "--mem".into(), "x".into()],
             }
@@ -332,6 +370,31 @@ mod tests {
         let err = run(&["--mount", &a, "--mount", &a, "img"]).unwrap_err();
         assert!(err.contains("mapped twice"), "{err}");
         assert!(run(&["--mount"]).unwrap_err().contains("needs a value"));
+    }
+
+    #[test]
+    fn net_options() {
+        let Ok(Request::Run(cli)) = run(&["--netif", "tap0", "--mac=02:00:00:00:00:01", "img"])
+        else {
+            panic!("parse failed");
+        };
+        assert_eq!(cli.netif.as_deref(), Some("tap0"));
+        assert_eq!(cli.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert!(
+            run(&["--mac", "02:00:00:00:00:01", "img"])
+                .unwrap_err()
+                .contains("needs --netif")
+        );
+        assert!(
+            run(&["--netif", "a/b", "img"])
+                .unwrap_err()
+                .starts_with("invalid --netif")
+        );
+        assert!(
+            run(&["--netif", "t", "--mac", "1:2", "img"])
+                .unwrap_err()
+                .starts_with("invalid --mac")
+        );
     }
 
     #[test]

@@ -31,7 +31,11 @@ use hermit_hostfs::Server;
 use crate::hypercall::{
     Action, HostOutput, Hypercalls, StartRequest, read_log, serve_fs, store_start_result,
 };
-use crate::layout::{GDT_ADDR, Layout, PAGE_TABLES_ADDR};
+use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR};
+use crate::net::{Backend, NetBackend, NetConfig};
+use crate::pci::{PciBus, PciDevice};
+use crate::tap::Tap;
+use crate::virtio_net::{KvmHooks, VirtioNet, Worker};
 use crate::{Config, Error, Outcome};
 
 const CR0_PE: u64 = 1 << 0;
@@ -104,14 +108,39 @@ fn plan_pins(config: &Config) -> Result<Vec<Option<usize>>, Error> {
         .collect())
 }
 
-/// Boots `config` and runs it to the end; see [`crate::run`].
-pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
+/// A NIC's opened backend and its MAC address.
+type OpenedNet = (Box<dyn Backend>, [u8; 6]);
+
+/// Opens the NIC's backend (before the VM exists, so a missing tap fails
+/// fast).
+fn open_backend(net: Option<NetConfig>) -> Result<Option<OpenedNet>, Error> {
+    let Some(net) = net else {
+        return Ok(None);
+    };
+    let backend: Box<dyn Backend> = match net.backend {
+        NetBackend::Tap(name) => Box::new(Tap::open(&name)?),
+        NetBackend::Custom(backend) => backend,
+    };
+    Ok(Some((backend, net.mac)))
+}
+
+/// The NIC of a VM that has one: the PCI bus it sits on and its RX thread.
+struct Nic {
+    device: Arc<VirtioNet>,
+    bus: PciBus,
+    worker: Mutex<Option<Worker>>,
+}
+
+/// Boots `config` with the NIC `net` and runs it to the end; see
+/// [`crate::run`].
+pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Error> {
     match config.cpus {
         0 => return Err(Error::NoCpus),
         n if n > MAX_CPUS => return Err(Error::TooManyCpus(n)),
         _ => {}
     }
     let pins = plan_pins(config)?;
+    let backend = open_backend(net)?;
     let fs = Server::new(config.mounts.clone())?;
     let file = std::fs::read(&config.image).map_err(|source| Error::ImageRead {
         path: config.image.clone(),
@@ -136,6 +165,22 @@ pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
         }
     }
     let (vm, mem, vcpu) = create_vm(&kvm, &layout, config.mem_size)?;
+    let vm = Arc::new(vm);
+    let nic = match backend {
+        None => None,
+        Some((backend, mac)) => {
+            let msi = Arc::new(KvmHooks(Arc::clone(&vm)));
+            let device = VirtioNet::new(mem.clone(), NIC_BAR as u32, backend, mac, msi)
+                .map_err(Error::NetDevice)?;
+            let worker = Worker::start(&device).map_err(Error::NetDevice)?;
+            let bus = PciBus::new(Some(Arc::clone(&device) as Arc<dyn PciDevice>));
+            Some(Nic {
+                device,
+                bus,
+                worker: Mutex::new(Some(worker)),
+            })
+        }
+    };
     // Overlapping this (~0.3 ms: each CPUID traps to the outer hypervisor)
     // with VM creation on a second thread was measured: no gain on 2 cores.
     let mut cpuid = kvm
@@ -150,6 +195,7 @@ pub(crate) fn run(config: &Config) -> Result<Outcome, Error> {
     set_registers(&vcpu, &entry)?;
     install_kick_handler();
     let machine = Arc::new(Machine {
+        nic,
         vm,
         mem,
         cpu_count: config.cpus,
@@ -405,7 +451,10 @@ impl State {
 /// VM fd closes before the memory it points into is unmapped (vCPU fds are
 /// dropped by their threads, which hold a reference to the machine).
 struct Machine {
-    vm: VmFd,
+    /// The NIC, if any. Holds references to `vm` and `mem` (so it goes
+    /// first); its worker is stopped when the vCPUs are done.
+    nic: Option<Nic>,
+    vm: Arc<VmFd>,
     mem: GuestMemoryMmap,
     cpu_count: u32,
     /// CPUID for application processors (before their APIC ID is set).
@@ -472,6 +521,11 @@ impl Machine {
             }
         }
         drop(vcpu);
+        if let Some(nic) = &self.nic
+            && let Some(worker) = lock(&nic.worker).take()
+        {
+            worker.stop();
+        }
         let ending = lock(&self.state)
             .ending
             .take()
@@ -541,19 +595,37 @@ impl Machine {
                 break None;
             }
             let action = match vcpu.run() {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    lock(&self.calls).handle_out(&self.mem, port, data)
-                }
-                Ok(VcpuExit::IoIn(_, data)) => {
-                    // No devices: reads float high, like an empty ISA bus.
-                    data.fill(0xff);
+                Ok(VcpuExit::IoOut(port, data)) => match &self.nic {
+                    Some(nic) if PciBus::owns_port(port) => {
+                        nic.bus.io_out(port, data);
+                        Action::Continue
+                    }
+                    _ => lock(&self.calls).handle_out(&self.mem, port, data),
+                },
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    match &self.nic {
+                        Some(nic) if PciBus::owns_port(port) => nic.bus.io_in(port, data),
+                        // No device: reads float high, like an empty ISA bus.
+                        _ => data.fill(0xff),
+                    }
                     Action::Continue
                 }
-                Ok(VcpuExit::MmioRead(_, data)) => {
-                    data.fill(0xff);
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    if !self
+                        .nic
+                        .as_ref()
+                        .is_some_and(|n| n.device.mmio_read(addr, data))
+                    {
+                        data.fill(0xff);
+                    }
                     Action::Continue
                 }
-                Ok(VcpuExit::MmioWrite(..)) => Action::Continue,
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    if let Some(nic) = &self.nic {
+                        nic.device.mmio_write(addr, data);
+                    }
+                    Action::Continue
+                }
                 Ok(VcpuExit::Intr) => self.check_halt(cpu, vcpu, &mut halted_ticks),
                 Ok(VcpuExit::Hlt) => Action::Abort("the guest halted".into()),
                 Ok(VcpuExit::Shutdown) => {
