@@ -90,6 +90,7 @@ impl phy::TxToken for TxTok<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0u8; len];
         let r = f(&mut buf);
+        log::trace!("usernet: {len}-byte frame to the guest");
         self.0.push_to_guest(buf);
         r
     }
@@ -273,7 +274,9 @@ impl State {
     }
 
     fn guest_frame(&mut self, frame: Vec<u8>, now: Instant) {
-        match self.filter.classify(&frame) {
+        let verdict = self.filter.classify(&frame);
+        log::trace!("usernet: guest frame of {} bytes: {verdict:?}", frame.len());
+        match verdict {
             Verdict::Drop => {
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
