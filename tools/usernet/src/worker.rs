@@ -720,6 +720,8 @@ fn new_tcp_socket() -> tcp::Socket<'static> {
         tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
     );
     s.set_nagle_enabled(false);
+    // The guest is a local VM: a delayed ACK only stalls its window.
+    s.set_ack_delay(None);
     s
 }
 

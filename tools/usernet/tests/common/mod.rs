@@ -139,10 +139,11 @@ impl FakeGuest {
 
     /// A new TCP socket with 64 KiB buffers.
     pub fn tcp_socket(&mut self) -> SocketHandle {
-        let s = tcp::Socket::new(
+        let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 65536]),
             tcp::SocketBuffer::new(vec![0; 65536]),
         );
+        s.set_ack_delay(None);
         self.sockets.add(s)
     }
 
