@@ -7,9 +7,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
-    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket,
-    UdpRepr,
+    ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, UdpPacket, UdpRepr,
 };
 
 /// Ethernet + IPv4 + UDP header bytes.
@@ -258,6 +257,9 @@ mod tests {
         ipv4[12..14].copy_from_slice(&[8, 0]);
         ipv4[14] = 0x4f; // header length 60 > what follows
         assert_eq!(f.classify(&ipv4), Verdict::Drop);
-        assert!(f.udp_frame(SocketAddrV4::new(f.gateway, 1), 1, &[0; 1500]).is_none());
+        assert!(
+            f.udp_frame(SocketAddrV4::new(f.gateway, 1), 1, &[0; 1500])
+                .is_none()
+        );
     }
 }

@@ -21,7 +21,10 @@
 
 mod frame;
 mod queue;
-#[allow(unsafe_code, reason = "eventfd, poll(2), non-blocking connect and SO_LINGER through libc")]
+#[allow(
+    unsafe_code,
+    reason = "eventfd, poll(2), non-blocking connect and SO_LINGER through libc"
+)]
 mod sys;
 mod udp;
 mod worker;
@@ -281,7 +284,10 @@ mod tests {
     #[test]
     fn resolv_conf_first_nameserver() {
         let text = "# comment\nsearch x\nnameserver 127.0.0.53\nnameserver 8.8.8.8\n";
-        assert_eq!(parse_resolv_conf(text), Some("127.0.0.53:53".parse().unwrap()));
+        assert_eq!(
+            parse_resolv_conf(text),
+            Some("127.0.0.53:53".parse().unwrap())
+        );
         assert_eq!(parse_resolv_conf("nameserver bogus\n"), None);
         assert_eq!(
             parse_resolv_conf("nameserver ::1\n"),

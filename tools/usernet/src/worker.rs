@@ -630,7 +630,10 @@ impl State {
             smoltcp::socket::Socket::Tcp(s) => {
                 s.state() == tcp::State::Closed && !(c.host_eof && c.host_shut)
             }
-            #[allow(unreachable_patterns, reason = "other socket kinds exist with more features")]
+            #[allow(
+                unreachable_patterns,
+                reason = "other socket kinds exist with more features"
+            )]
             _ => false,
         };
         if reset {

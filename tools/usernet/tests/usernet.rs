@@ -66,8 +66,14 @@ fn ping(g: &mut FakeGuest, to: Ipv4Address, ident: u16, seq: u16, wait: Duration
 #[test]
 fn arp_and_ping_gateway_and_dns() {
     let mut g = guest();
-    assert!(ping(&mut g, GATEWAY, 0x1234, 1, T), "no echo reply from the gateway");
-    assert!(ping(&mut g, DNS, 0x1235, 2, T), "no echo reply from the DNS proxy");
+    assert!(
+        ping(&mut g, GATEWAY, 0x1234, 1, T),
+        "no echo reply from the gateway"
+    );
+    assert!(
+        ping(&mut g, DNS, 0x1235, 2, T),
+        "no echo reply from the DNS proxy"
+    );
     // Other hosts are not pretended to exist.
     assert!(!ping(
         &mut g,
@@ -142,7 +148,11 @@ fn tcp_echo_megabytes_through_gateway() {
         got == LEN && !s.may_recv()
     });
     let secs = start.elapsed().as_secs_f64();
-    assert!(ok, "echo stalled: sent {sent}, got {got}, state {}", g.tcp(h).state());
+    assert!(
+        ok,
+        "echo stalled: sent {sent}, got {got}, state {}",
+        g.tcp(h).state()
+    );
     assert_eq!(got_sum, want, "guest received corrupted data");
     let host = server.join().unwrap();
     assert_eq!(host, vec![(LEN, want)], "host received corrupted data");
@@ -258,7 +268,11 @@ fn inbound_forward_reaches_guest_listener() {
         }
         client.is_finished()
     });
-    assert!(ok, "forward stalled; guest got {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        ok,
+        "forward stalled; guest got {:?}",
+        String::from_utf8_lossy(&got)
+    );
     let (back, refused) = client.join().unwrap();
     assert_eq!(got, b"hello guest");
     assert_eq!(back, b"HELLO GUEST");
@@ -317,7 +331,7 @@ fn hundred_concurrent_connections() {
     let hs: Vec<_> = (0..N)
         .map(|i| g.connect(GATEWAY, port, 50_000 + i as u16))
         .collect();
-    let mut sent = vec![false; N];
+    let mut sent = [false; N];
     let mut got: Vec<Vec<u8>> = vec![Vec::new(); N];
     let ok = g.run_until(Duration::from_secs(60), |g| {
         let mut done = 0;
@@ -339,7 +353,11 @@ fn hundred_concurrent_connections() {
         }
         done == N
     });
-    let finished = got.iter().enumerate().filter(|(i, g)| **g == format!("connection {i}").into_bytes()).count();
+    let finished = got
+        .iter()
+        .enumerate()
+        .filter(|(i, g)| **g == format!("connection {i}").into_bytes())
+        .count();
     assert!(ok, "only {finished} of {N} connections echoed");
     let host = server.join().unwrap();
     assert_eq!(host.len(), N);

@@ -99,7 +99,8 @@ impl FakeGuest {
 
     /// One round of the guest's network stack.
     pub fn poll(&mut self) {
-        self.iface.poll(ts(), &mut Dev(&self.net), &mut self.sockets);
+        self.iface
+            .poll(ts(), &mut Dev(&self.net), &mut self.sockets);
     }
 
     /// Waits until the backend has a frame or the guest has a timer due (at most 10 ms).
@@ -118,7 +119,11 @@ impl FakeGuest {
     }
 
     /// Polls until `done` holds; false on timeout.
-    pub fn run_until(&mut self, timeout: Duration, mut done: impl FnMut(&mut Self) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> bool {
         let start = Instant::now();
         loop {
             self.poll();
