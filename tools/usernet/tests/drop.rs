@@ -45,6 +45,11 @@ fn drop_stops_the_worker_and_closes_all_fds() {
             }],
             ..Config::default()
         });
+        // The new thread names itself once it runs.
+        let t0 = std::time::Instant::now();
+        while usernet_threads() == 0 && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         assert_eq!(usernet_threads(), 1);
         // An open outbound TCP connection, a UDP mapping, an inbound connection.
         let h = g.connect(GATEWAY, host_port, 49_100);
