@@ -63,10 +63,7 @@ impl Worker {
 
     /// Runs until [`Shared::stop`] is set.
     pub(crate) fn run(self) {
-        let mut state = State::new(self);
-        if let Err(e) = state.run() {
-            log::error!("usernet: worker stopped: {e}");
-        }
+        State::new(self).run();
     }
 }
 
@@ -240,10 +237,10 @@ impl State {
         }
     }
 
-    fn run(&mut self) -> io::Result<()> {
+    fn run(&mut self) {
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
-                return Ok(());
+                return;
             }
             self.shared.wake.drain();
             let now = Instant::now();
@@ -256,7 +253,15 @@ impl State {
             self.iface.poll(now_ts(), &mut self.link, &mut self.sockets);
             self.housekeeping(now);
             let timeout = self.build_pollfds();
-            sys::poll(&mut self.pollfds, Some(timeout))?;
+            if let Err(e) = sys::poll(&mut self.pollfds, Some(timeout)) {
+                // Not expected (poll(2) fails only on bad arguments or no memory);
+                // keep serving rather than cut the guest off.
+                log::error!("usernet: poll: {e}");
+                for p in &mut self.pollfds {
+                    p.revents = 0;
+                }
+                std::thread::sleep(FULL_SLEEP);
+            }
         }
     }
 
@@ -364,7 +369,7 @@ impl State {
             port: t.remote.port(),
         };
         if sock.listen(ep).is_err() {
-            return;
+            return self.feed(syn); // port 0: RST
         }
         let handle = self.sockets.add(sock);
         self.feed(syn);

@@ -166,10 +166,7 @@ fn tcp_echo_megabytes_through_gateway() {
 
 #[test]
 fn connect_to_closed_host_port_is_refused() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_reserved, port) = closed_port();
     let mut g = guest();
     let h = g.connect(GATEWAY, port, 49_002);
     let mut seen_established = false;
@@ -446,10 +443,7 @@ fn malformed_frames_and_floods_are_survived() {
         }
     }
     // A SYN flood to closed ports and to unroutable subnet addresses.
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let (_reserved, closed) = closed_port();
     for i in 0..2000u16 {
         g.net.send(&syn_frame(GATEWAY, closed, 1024 + i)).unwrap();
         g.net

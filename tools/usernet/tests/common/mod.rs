@@ -228,6 +228,9 @@ impl log::Log for StderrLog {
         true
     }
     fn log(&self, r: &log::Record) {
+        if r.target().starts_with("smoltcp") && r.level() > log::Level::Info {
+            return;
+        }
         eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
     }
     fn flush(&self) {}
@@ -241,4 +244,26 @@ pub fn init_log() {
         let _ = log::set_logger(&StderrLog);
         log::set_max_level(level);
     }
+}
+
+/// A 127.0.0.1 port that refuses connections for as long as the returned
+/// socket lives (bound, never listening), so parallel tests cannot reuse it.
+pub fn closed_port() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: `fd` is a new socket nobody else owns.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sin.sin_family = libc::AF_INET as libc::sa_family_t;
+    sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+    let mut len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: `sin` is a valid sockaddr_in of `len` bytes for both calls.
+    unsafe {
+        assert_eq!(libc::bind(fd, (&raw const sin).cast(), len), 0);
+        assert_eq!(libc::getsockname(fd, (&raw mut sin).cast(), &mut len), 0);
+    }
+    (owned, u16::from_be(sin.sin_port))
 }
