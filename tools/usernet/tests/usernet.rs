@@ -500,3 +500,101 @@ fn queue_is_bounded_when_guest_does_not_read() {
     }
     assert!(n > 0 && n <= 1024, "{n} frames queued for the guest");
 }
+
+#[test]
+fn udp_mappings_expire() {
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let mut g = FakeGuest::new(Config {
+        udp_timeout: Duration::from_millis(300),
+        ..Config::default()
+    });
+    let h = g.udp_socket(5001);
+    g.udp(h)
+        .send_slice(b"open", IpEndpoint::new(IpAddress::Ipv4(GATEWAY), port))
+        .unwrap();
+    g.run_for(Duration::from_millis(50));
+    let mut b = [0u8; 16];
+    peer.set_read_timeout(Some(T)).unwrap();
+    let (_, mapped) = peer.recv_from(&mut b).unwrap();
+    // While the mapping lives, the peer reaches the guest through it.
+    peer.send_to(b"early", mapped).unwrap();
+    let mut got = Vec::new();
+    assert!(g.run_until(T, |g| {
+        if let Ok((n, _)) = g.udp(h).recv_slice(&mut b) {
+            got.push(b[..n].to_vec());
+        }
+        !got.is_empty()
+    }));
+    assert_eq!(got, vec![b"early".to_vec()]);
+    // After the timeout (counted from the last datagram) it is gone.
+    g.run_for(Duration::from_millis(1500));
+    let _ = peer.send_to(b"late", mapped);
+    let late = g.run_until(Duration::from_millis(300), |g| {
+        g.udp(h).recv_slice(&mut b).is_ok()
+    });
+    assert!(!late, "a datagram arrived through an expired mapping");
+}
+
+#[test]
+fn relay_buffers_are_bounded() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut g = guest();
+    let h = g.connect(GATEWAY, port, 49_020);
+    assert!(g.run_until(T, |g| g.tcp(h).state() == State::Established));
+    let (mut host, _) = l.accept().unwrap();
+    host.set_nonblocking(true).unwrap();
+    // Host → guest while the guest does not read: the host's writes must block.
+    let data = pattern(1 << 20, 3);
+    let mut pushed = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        match host.write(&data) {
+            Ok(n) => pushed += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        g.poll();
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        pushed < 64 << 20,
+        "{pushed} bytes accepted without the guest reading"
+    );
+    // Guest → host while the host does not read: the guest's sends must stall.
+    let mut sent = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        let s = g.tcp(h);
+        if s.can_send() {
+            sent += s.send_slice(&data).unwrap();
+        }
+        g.poll();
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        sent < 64 << 20,
+        "{sent} bytes taken without the host reading"
+    );
+    println!("buffered while stalled: host -> guest {pushed} bytes, guest -> host {sent} bytes");
+    // Everything still arrives once both sides read.
+    host.set_nonblocking(false).unwrap();
+    let reader = thread::spawn(move || {
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 65536];
+        while total < sent {
+            total += host.read(&mut buf).unwrap();
+        }
+        (total, host)
+    });
+    let mut got = 0usize;
+    assert!(g.run_until(Duration::from_secs(60), |g| {
+        let mut b = [0u8; 65536];
+        while let Ok(n @ 1..) = g.tcp(h).recv_slice(&mut b) {
+            got += n;
+        }
+        got == pushed && reader.is_finished()
+    }));
+    assert_eq!(reader.join().unwrap().0, sent);
+}
