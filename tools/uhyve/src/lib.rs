@@ -217,6 +217,10 @@ pub enum Error {
     /// The tap device could not be opened.
     #[error(transparent)]
     Tap(#[from] tap::TapError),
+    /// The user-mode network could not start (e.g. a forwarded host port
+    /// is taken).
+    #[error(transparent)]
+    UserNet(#[from] hermit_usernet::Error),
     /// The NIC could not be set up (eventfd or thread creation failed).
     #[error("cannot start the network device: {0}")]
     NetDevice(std::io::Error),

@@ -34,6 +34,13 @@ Options:
       --netif NAME       give the guest a virtio-net NIC on the host tap
                          interface NAME (created if missing; needs
                          CAP_NET_ADMIN for that)
+      --user-net         give the guest a virtio-net NIC on a user-mode
+                         network (no root needed): the guest is 10.0.5.2/24,
+                         the host is the gateway 10.0.5.1 (its 127.0.0.1),
+                         DNS is relayed at 10.0.5.3; guest connections leave
+                         through host sockets
+      --forward PORT     forward host 127.0.0.1:PORT to the guest's TCP port
+                         PORT (repeatable; implies --user-net)
       --mac MAC          the NIC's MAC address, XX:XX:XX:XX:XX:XX (default:
                          a random locally administered one)
   -h, --help             show this help
@@ -51,6 +58,8 @@ struct Cli {
     log_level: Option<String>,
     mounts: Vec<Mount>,
     netif: Option<String>,
+    user_net: bool,
+    forwards: Vec<u16>,
     mac: Option<[u8; 6]>,
     image: PathBuf,
     args: Vec<String>,
@@ -88,6 +97,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut log_level = None;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut netif = None;
+    let mut user_net = false;
+    let mut forwards = Vec::new();
     let mut mac = None;
     let utf8 = |a: OsString| {
         a.into_string()
@@ -161,6 +172,16 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
                 }
                 netif = Some(v);
             }
+            "--user-net" => user_net = true,
+            "--forward" => {
+                let v = value("--forward")?;
+                let port: u16 =
+                    v.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+                        format!("invalid --forward '{v}': expected a port 1-65535")
+                    })?;
+                user_net = true;
+                forwards.push(port);
+            }
             "--mac" => {
                 let v = value("--mac")?;
                 mac = Some(uhyve::net::parse_mac(&v).ok_or_else(|| {
@@ -177,8 +198,11 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
             _ => break arg,
         }
     };
-    if mac.is_some() && netif.is_none() {
-        return Err("--mac needs --netif".into());
+    if netif.is_some() && user_net {
+        return Err("--netif and --user-net/--forward exclude each other".into());
+    }
+    if mac.is_some() && netif.is_none() && !user_net {
+        return Err("--mac needs --netif or --user-net".into());
     }
     let mut guest_args = vec![image.clone()];
     for a in args {
@@ -197,6 +221,8 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         log_level,
         mounts,
         netif,
+        user_net,
+        forwards,
         mac,
         image: PathBuf::from(image),
         args: guest_args,
@@ -229,8 +255,15 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         mounts: cli.mounts,
     };
-    let net = cli.netif.map(|name| {
-        let mut net = uhyve::NetConfig::new(uhyve::NetBackend::Tap(name));
+    let backend = match cli.netif {
+        Some(name) => Some(uhyve::NetBackend::Tap(name)),
+        None if cli.user_net => Some(uhyve::NetBackend::User(uhyve::net::user_config(
+            &cli.forwards,
+        ))),
+        None => None,
+    };
+    let net = backend.map(|backend| {
+        let mut net = uhyve::NetConfig::new(backend);
         if let Some(mac) = cli.mac {
             net.mac = mac;
         }
@@ -310,6 +343,8 @@ mod tests {
                 log_level: Some("debug".into()),
                 mounts: Vec::new(),
                 netif: None,
+                user_net: false,
+                forwards: Vec::new(),
                 mac: None,
                 image: "img".into(),
                 args: vec!["img".into(), "--mem".into(), "x".into()],
@@ -395,6 +430,17 @@ mod tests {
                 .unwrap_err()
                 .starts_with("invalid --mac")
         );
+        let Ok(Request::Run(cli)) = run(&["--forward", "8080", "--forward=9000", "img"]) else {
+            panic!("parse failed");
+        };
+        assert!(cli.user_net && cli.netif.is_none());
+        assert_eq!(cli.forwards, [8080, 9000]);
+        for bad in ["0", "70000", "x"] {
+            let err = run(&["--forward", bad, "img"]).unwrap_err();
+            assert!(err.starts_with("invalid --forward"), "{err}");
+        }
+        let err = run(&["--netif", "t", "--user-net", "img"]).unwrap_err();
+        assert!(err.contains("exclude each other"), "{err}");
     }
 
     #[test]

@@ -22,14 +22,34 @@ pub enum NetBackend {
     /// A tap device of this name (created if it does not exist; needs
     /// `CAP_NET_ADMIN` for that).
     Tap(String),
+    /// User-mode networking without root ([`hermit_usernet`]): the host
+    /// is the gateway, guest connections leave through host sockets, and
+    /// the configured forwards lead host ports into the guest. A missing
+    /// `guest_mac` is the NIC's.
+    User(hermit_usernet::Config),
     /// A backend supplied by the caller.
     Custom(Box<dyn Backend>),
+}
+
+impl Backend for hermit_usernet::UserNet {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        hermit_usernet::UserNet::send(self, frame)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        hermit_usernet::UserNet::recv(self, buf)
+    }
+
+    fn ready_fd(&self) -> RawFd {
+        hermit_usernet::UserNet::ready_fd(self)
+    }
 }
 
 impl fmt::Debug for NetBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tap(name) => f.debug_tuple("Tap").field(name).finish(),
+            Self::User(config) => f.debug_tuple("User").field(config).finish(),
             Self::Custom(_) => f.write_str("Custom(..)"),
         }
     }
@@ -52,6 +72,22 @@ impl NetConfig {
             backend,
             mac: local_mac(),
         }
+    }
+}
+
+/// The user-mode network with its defaults (guest 10.0.5.2/24, gateway
+/// 10.0.5.1, DNS 10.0.5.3) and host `127.0.0.1:PORT` forwarded to the
+/// guest's TCP `PORT` for each of `forwards`.
+pub fn user_config(forwards: &[u16]) -> hermit_usernet::Config {
+    hermit_usernet::Config {
+        forwards: forwards
+            .iter()
+            .map(|&port| hermit_usernet::Forward {
+                host: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                guest_port: port,
+            })
+            .collect(),
+        ..hermit_usernet::Config::default()
     }
 }
 

@@ -119,6 +119,10 @@ fn open_backend(net: Option<NetConfig>) -> Result<Option<OpenedNet>, Error> {
     };
     let backend: Box<dyn Backend> = match net.backend {
         NetBackend::Tap(name) => Box::new(Tap::open(&name)?),
+        NetBackend::User(mut config) => {
+            config.guest_mac.get_or_insert(net.mac);
+            Box::new(hermit_usernet::UserNet::new(config)?)
+        }
         NetBackend::Custom(backend) => backend,
     };
     Ok(Some((backend, net.mac)))
