@@ -10,5 +10,6 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod nic;
 pub mod pci;
 pub mod virtio;
