@@ -14,9 +14,10 @@
 use alloc::vec::Vec;
 use core::ops::Range;
 
+pub use pci_types::PciAddress;
 use pci_types::capability::PciCapability;
 use pci_types::{
-    CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciAddress, PciHeader,
+    CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciHeader,
 };
 
 /// Reads and writes 32-bit configuration registers.
