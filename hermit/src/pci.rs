@@ -1,9 +1,11 @@
 //! PCI for the kernel: which configuration mechanism and which BAR window
 //! the platform has.
 //!
-//! - QEMU `microvm,pcie=on`: the MCFG table names the ECAM window; the
-//!   GPEX host bridge forwards [`Windows::MICROVM`] and firmware assigns
-//!   nothing, so BARs are assigned here. There is no I/O-port window.
+//! - QEMU `microvm,pcie=on`: ECAM at [`MICROVM_ECAM`] (QEMU 7.2 writes no
+//!   MCFG table for microvm, so an MCFG is used when present, else the
+//!   fixed address, checked by finding the GPEX host bridge there); the
+//!   bridge forwards [`Windows::MICROVM`] and firmware assigns nothing, so
+//!   BARs are assigned here. There is no I/O-port window.
 //! - uhyve (and any machine without an MCFG): configuration mechanism #1 at
 //!   0xCF8/0xCFC; BARs the hypervisor left at zero come from the same
 //!   32-bit window.
@@ -70,7 +72,10 @@ pub(crate) struct Bus {
 impl Bus {
     /// Finds the configuration mechanism (ECAM from the MCFG, else 0xCF8).
     pub(crate) fn probe() -> Self {
-        let access = ecam().map_or(Access::Legacy(LegacyConfig::new(Ports)), Access::Ecam);
+        let qemu = crate::console::platform() == Some(hermit_interface::Platform::Qemu);
+        let access = ecam()
+            .or_else(|| qemu.then(microvm_ecam).flatten())
+            .map_or(Access::Legacy(LegacyConfig::new(Ports)), Access::Ecam);
         log::info!("pci: configuration access {access:?}");
         Self {
             access,
@@ -102,6 +107,20 @@ impl Bus {
         log::info!("pci: {:?} BARs {:x?}", function.address, e.bars);
         Ok(e)
     }
+}
+
+/// QEMU `microvm,pcie=on`'s ECAM window (256 buses).
+pub(crate) const MICROVM_ECAM: u64 = 0xe000_0000;
+/// QEMU's GPEX host bridge: vendor 0x1b36 (Red Hat), device 0x0008.
+const GPEX_ID: u32 = 0x0008_1b36;
+
+/// microvm's ECAM window, if its host bridge answers there.
+fn microvm_ecam() -> Option<EcamConfig> {
+    // SAFETY: on QEMU microvm, [0xe000_0000, 0xf000_0000) is either the
+    // ECAM window or unbacked MMIO (reads return 0), below 4 GiB in the
+    // identity map and used by nobody else.
+    let ecam = unsafe { EcamConfig::new(MICROVM_ECAM as usize, 256) };
+    (ecam.read(PciAddress::new(0, 0, 0, 0), 0) == GPEX_ID).then_some(ecam)
 }
 
 /// The ECAM window of the ACPI MCFG table, if there is one.
