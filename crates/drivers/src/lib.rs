@@ -12,4 +12,5 @@ extern crate std;
 
 pub mod nic;
 pub mod pci;
+pub mod rtl8139;
 pub mod virtio;
