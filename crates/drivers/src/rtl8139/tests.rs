@@ -270,7 +270,7 @@ fn receives_frames_in_order_and_acks() {
     assert!(nic.receive(&mut |f| first = f.to_vec()));
     assert_eq!(first, frame(0, 60));
     assert_eq!(model.read_ptr.get(), 68);
-    assert_eq!(model.read16(reg::CAPR), 68 - 16);
+    assert_eq!((&model).read16(reg::CAPR), 68 - 16);
     let got = recv_all(&mut nic);
     assert_eq!(got, vec![frame(1, 67), frame(2, 74)]);
     assert_eq!(model.read_ptr.get(), model.cbr.get(), "CAPR caught up");
