@@ -202,7 +202,9 @@ fn route_gsi(gsi: u32, apic_id: u8) -> Result<(), OpenError> {
         masked: false,
     };
     log::info!("nic: GSI {gsi} -> vector {NIC_VECTOR:#x} on APIC {apic_id}");
-    io.set(gsi, entry).then_some(()).ok_or(OpenError::NoInterrupt)
+    io.set(gsi, entry)
+        .then_some(())
+        .ok_or(OpenError::NoInterrupt)
 }
 
 // The note launchers read (see `hermit_loader::Image::nic_model`): namesz

@@ -13,11 +13,11 @@
 //! Port I/O runs at CPL 3 with IOPL 3; ECAM is identity-mapped MMIO.
 
 use arch_x86_64::acpi;
+use hermit_drivers::pci::PciAddress;
 use hermit_drivers::pci::{
     self, BarAllocator, ConfigAccess, EcamConfig, Enabled, Function, LegacyConfig, PciError,
     PortIo, Windows,
 };
-use hermit_drivers::pci::PciAddress;
 use x86_64::instructions::port::Port;
 
 /// Port I/O with `in`/`out`.

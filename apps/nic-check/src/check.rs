@@ -181,7 +181,9 @@ pub fn main() -> i32 {
     hermit::println!("gateway 10.0.5.1 is {}", Mac(gateway));
     let dns_mac = arp(&mut dev, mac, DNS_IP).unwrap_or(gateway);
     let seq = 1;
-    if let Err(e) = dev.transmit(PING_LEN, &mut |f| echo_request(f, mac, dns_mac, DNS_IP, seq)) {
+    if let Err(e) = dev.transmit(PING_LEN, &mut |f| {
+        echo_request(f, mac, dns_mac, DNS_IP, seq)
+    }) {
         hermit::eprintln!("nic-check: sending the echo request failed: {e:?}");
         return 1;
     }

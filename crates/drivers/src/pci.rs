@@ -16,9 +16,7 @@ use core::ops::Range;
 
 pub use pci_types::PciAddress;
 use pci_types::capability::PciCapability;
-use pci_types::{
-    CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciHeader,
-};
+use pci_types::{CommandRegister, ConfigRegionAccess, EndpointHeader, HeaderType, PciHeader};
 
 /// Reads and writes 32-bit configuration registers.
 pub trait ConfigAccess {
@@ -445,7 +443,8 @@ pub struct Enabled {
 
 /// Sizes the BARs of endpoint `address`, assigns those at address zero
 /// from `allocator` (when given), then enables memory and I/O decoding and
-/// bus mastering.
+/// bus mastering. An I/O BAR for which the allocator has no I/O window
+/// stays at port 0 (reported so), and I/O decoding then stays off.
 pub fn enable(
     access: &impl ConfigAccess,
     address: PciAddress,
@@ -471,21 +470,38 @@ pub fn enable(
         if bar.address == 0
             && let Some(alloc) = allocator.as_deref_mut()
         {
-            bar.address = alloc
-                .allocate(bar.kind, bar.size)
-                .ok_or(PciError::WindowFull {
-                    slot,
-                    size: bar.size,
-                })?;
-            write_bar(access, address, slot, &bar);
+            match alloc.allocate(bar.kind, bar.size) {
+                Some(a) => {
+                    bar.address = a;
+                    write_bar(access, address, slot, &bar);
+                }
+                // A bridge without an I/O window (microvm's GPEX): the
+                // port BAR stays unassigned; the device is reached
+                // through its memory BAR.
+                None if bar.kind == BarKind::Io && alloc.next_io == alloc.end_io => {}
+                None => {
+                    return Err(PciError::WindowFull {
+                        slot,
+                        size: bar.size,
+                    });
+                }
+            }
         }
         bars[usize::from(slot)] = Some(bar);
         slot += used;
     }
+    // Never decode an I/O BAR left at port 0.
+    let io_ok = !bars
+        .iter()
+        .flatten()
+        .any(|b| b.kind == BarKind::Io && b.address == 0);
     endpoint.update_command(Types(access), |c| {
-        c | CommandRegister::IO_ENABLE
-            | CommandRegister::MEMORY_ENABLE
-            | CommandRegister::BUS_MASTER_ENABLE
+        let c = c | CommandRegister::MEMORY_ENABLE | CommandRegister::BUS_MASTER_ENABLE;
+        if io_ok {
+            c | CommandRegister::IO_ENABLE
+        } else {
+            c
+        }
     });
     Ok(Enabled { address, bars })
 }

@@ -72,7 +72,13 @@ fn open_pci(apic_id: u8) -> Result<Option<Nic>, OpenError> {
     let common = vnet::common_cfg_address(&access, &enabled).ok_or(OpenError::NoInterrupt)?;
     // SAFETY: the common configuration lies in an assigned BAR in the
     // identity map; the driver does not select queues after set-up.
-    unsafe { vnet::route_queues(common as *mut u8, Some(NO_VECTOR), &[(RX_QUEUE, 0), (TX_QUEUE, NO_VECTOR)]) };
+    unsafe {
+        vnet::route_queues(
+            common as *mut u8,
+            Some(NO_VECTOR),
+            &[(RX_QUEUE, 0), (TX_QUEUE, NO_VECTOR)],
+        )
+    };
     log::info!("nic: virtio-net PCI at {:?}, MSI-X", enabled.address);
     Ok(Some(nic))
 }

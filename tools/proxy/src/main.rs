@@ -131,9 +131,7 @@ fn network(
     })?;
     let mut net = hermit_qemu::NetConfig::new(model);
     net.forwards = config.app_ports.clone();
-    net.capture = config
-        .capture_net
-        .then(|| PathBuf::from("qemu-vlan0.pcap"));
+    net.capture = config.capture_net.then(|| PathBuf::from("qemu-vlan0.pcap"));
     net.monitor_port = config.monitor_port;
     Ok(Some(net))
 }

@@ -48,7 +48,8 @@ unsafe impl Dma for FakeDma {
         let mut buf = vec![0u8; size];
         let virt = buf.as_mut_ptr();
         let phys = self.next_phys.get();
-        self.next_phys.set(phys + (size as u32).next_multiple_of(4096));
+        self.next_phys
+            .set(phys + (size as u32).next_multiple_of(4096));
         self.regions.borrow_mut().push((buf, phys));
         Some(DmaRegion {
             virt,
@@ -191,9 +192,7 @@ impl Registers for &Model<'_> {
         match offset {
             reg::IMR => self.imr.set(value),
             reg::ISR => self.isr.set(self.isr.get() & !value),
-            reg::CAPR => self
-                .read_ptr
-                .set((usize::from(value) + 16) % RX_RING),
+            reg::CAPR => self.read_ptr.set((usize::from(value) + 16) % RX_RING),
             _ => {}
         }
     }
@@ -348,10 +347,7 @@ fn transmits_round_robin_and_pads() {
     assert!(sent[0][42..].iter().all(|&b| b == 0));
     let tsads: Vec<u32> = model.tsad.iter().map(Cell::get).collect();
     assert_eq!(tsads.len(), 4);
-    assert_eq!(
-        nic.transmit(10, &mut |_| {}),
-        Err(TxError::BadLength(10))
-    );
+    assert_eq!(nic.transmit(10, &mut |_| {}), Err(TxError::BadLength(10)));
     assert_eq!(
         nic.transmit(MAX_FRAME + 1, &mut |_| {}),
         Err(TxError::BadLength(MAX_FRAME + 1))
