@@ -29,71 +29,105 @@ pub(super) enum Regs {
     Mmio(usize),
 }
 
+impl Regs {
+    /// The MMIO address of register `offset`.
+    fn mmio(base: usize, offset: u16) -> usize {
+        base + usize::from(offset)
+    }
+}
+
+/// One port access of width `T`.
+///
+/// # Safety
+/// `port` must be a register of the card's I/O BAR.
+unsafe fn port_read<T: x86_64::instructions::port::PortRead>(port: u16) -> T {
+    // SAFETY: the caller's contract; card registers have no memory effects.
+    unsafe { Port::<T>::new(port).read() }
+}
+
+/// One port write of width `T`.
+///
+/// # Safety
+/// As for [`port_read`].
+unsafe fn port_write<T: x86_64::instructions::port::PortWrite>(port: u16, value: T) {
+    // SAFETY: the caller's contract.
+    unsafe { Port::<T>::new(port).write(value) }
+}
+
+/// One MMIO read of width `T`.
+///
+/// # Safety
+/// `addr` must be a register of the card's identity-mapped memory BAR,
+/// aligned for `T`.
+unsafe fn mmio_read<T>(addr: usize) -> T {
+    // SAFETY: the caller's contract.
+    unsafe { (addr as *const T).read_volatile() }
+}
+
+/// One MMIO write of width `T`.
+///
+/// # Safety
+/// As for [`mmio_read`].
+unsafe fn mmio_write<T>(addr: usize, value: T) {
+    // SAFETY: the caller's contract.
+    unsafe { (addr as *mut T).write_volatile(value) }
+}
+
+// Every access below: `Regs` only holds the base of the card's I/O or
+// memory BAR (set from the enabled PCI function), and the driver passes
+// register offsets below 0x100, aligned for their width.
 impl Registers for Regs {
     fn read8(&self, offset: u16) -> u8 {
         match *self {
-            // SAFETY (all port arms): the port lies in the card's I/O BAR.
-            Self::Port(base) => unsafe { Port::<u8>::new(base + offset).read() },
-            // SAFETY (all MMIO arms): the address lies in the card's 256-byte
-            // memory BAR, identity-mapped; the offset is the register's.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *const u8).read_volatile()
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_read(base + offset) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_read(Self::mmio(base, offset)) },
         }
     }
 
     fn read16(&self, offset: u16) -> u16 {
         match *self {
-            // SAFETY: as in `read8`.
-            Self::Port(base) => unsafe { Port::<u16>::new(base + offset).read() },
-            // SAFETY: as in `read8`; 16-bit registers are 2-byte aligned.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *const u16).read_volatile()
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_read(base + offset) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_read(Self::mmio(base, offset)) },
         }
     }
 
     fn read32(&self, offset: u16) -> u32 {
         match *self {
-            // SAFETY: as in `read8`.
-            Self::Port(base) => unsafe { Port::<u32>::new(base + offset).read() },
-            // SAFETY: as in `read8`; 32-bit registers are 4-byte aligned.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *const u32).read_volatile()
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_read(base + offset) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_read(Self::mmio(base, offset)) },
         }
     }
 
     fn write8(&self, offset: u16, value: u8) {
         match *self {
-            // SAFETY: as in `read8`.
-            Self::Port(base) => unsafe { Port::<u8>::new(base + offset).write(value) },
-            // SAFETY: as in `read8`.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *mut u8).write_volatile(value)
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_write(base + offset, value) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_write(Self::mmio(base, offset), value) },
         }
     }
 
     fn write16(&self, offset: u16, value: u16) {
         match *self {
-            // SAFETY: as in `read8`.
-            Self::Port(base) => unsafe { Port::<u16>::new(base + offset).write(value) },
-            // SAFETY: as in `read16`.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *mut u16).write_volatile(value)
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_write(base + offset, value) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_write(Self::mmio(base, offset), value) },
         }
     }
 
     fn write32(&self, offset: u16, value: u32) {
         match *self {
-            // SAFETY: as in `read8`.
-            Self::Port(base) => unsafe { Port::<u32>::new(base + offset).write(value) },
-            // SAFETY: as in `read32`.
-            Self::Mmio(base) => unsafe {
-                ((base + usize::from(offset)) as *mut u32).write_volatile(value)
-            },
+            // SAFETY: see the comment on this impl.
+            Self::Port(base) => unsafe { port_write(base + offset, value) },
+            // SAFETY: see the comment on this impl.
+            Self::Mmio(base) => unsafe { mmio_write(Self::mmio(base, offset), value) },
         }
     }
 }
