@@ -78,6 +78,12 @@ pub struct Device {
     nic: model::Nic,
 }
 
+// The network stack keeps the device in a lock shared by its threads.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Device>();
+};
+
 impl core::fmt::Debug for Device {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Device")
