@@ -29,7 +29,9 @@
 //!
 //! Threads ([`thread`], [`sync`]), time ([`time`]) and files ([`fs`]:
 //! an in-memory `/` and `/tmp`, host directories, stdin) start on first use.
-//! Missing so far: networking (a later issue).
+//! With feature `virtio-net` or `rtl8139` the image drives that network
+//! card ([`nic`]: frames in and out, interrupt-driven); the TCP/IP stack
+//! comes later.
 #![no_std]
 #![feature(abi_x86_interrupt)]
 
@@ -43,6 +45,10 @@ mod hostfs;
 mod linux;
 mod logger;
 mod mem;
+#[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
+pub mod nic;
+#[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
+mod pci;
 pub mod process;
 mod sched;
 pub use mem::heap_in_use;

@@ -26,6 +26,8 @@ pub const APPS: &[&str] = &[
     "copy",
     "fs-check",
     "benchmarks",
+    "nic-check",
+    "nic-check-rtl8139",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
@@ -39,6 +41,9 @@ pub const FEATURE_APPS: &[&str] = &[
     "pi",
     "bench-threads",
     "fs-check",
+    // One NIC model each: `rtl8139` and `virtio-net` exclude each other.
+    "nic-check",
+    "nic-check-rtl8139",
 ];
 
 /// The workspace root.

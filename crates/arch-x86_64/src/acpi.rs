@@ -1,5 +1,5 @@
-//! ACPI on identity-mapped memory: finding the RSDP, the processors the MADT
-//! lists, and power-off: the `\_S5` sleep type, then `SLP_TYP | SLP_EN`
+//! ACPI on identity-mapped memory: finding the RSDP, the processors, I/O
+//! APICs and interrupt source overrides the MADT lists, the MCFG's ECAM window, and power-off: the `\_S5` sleep type, then `SLP_TYP | SLP_EN`
 //! written to `PM1a_CNT`, or to the FADT's sleep control register on
 //! hardware-reduced ACPI such as QEMU's `microvm`.
 //!
@@ -314,6 +314,110 @@ pub fn madt_cpus(tables: &AcpiTables<IdentityHandler>) -> Result<Vec<MadtCpu>, E
     Ok(cpus)
 }
 
+/// An I/O APIC the MADT lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MadtIoApic {
+    /// Its I/O APIC ID.
+    pub id: u8,
+    /// Physical address of its register window.
+    pub address: u32,
+    /// The GSI of its first pin.
+    pub gsi_base: u32,
+}
+
+/// An interrupt source override: ISA IRQ `irq` arrives on `gsi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceOverride {
+    /// The ISA IRQ.
+    pub irq: u8,
+    /// The GSI it is wired to.
+    pub gsi: u32,
+    /// MPS INTI flags: bits 0-1 polarity, bits 2-3 trigger mode.
+    pub flags: u16,
+}
+
+/// The MADT's interrupt routing: I/O APICs and ISA overrides.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MadtInterrupts {
+    /// The I/O APICs, in table order.
+    pub ioapics: Vec<MadtIoApic>,
+    /// The ISA interrupt source overrides.
+    pub overrides: Vec<SourceOverride>,
+}
+
+impl MadtInterrupts {
+    /// The GSI of ISA IRQ `irq` (identity unless overridden).
+    pub fn isa_gsi(&self, irq: u8) -> u32 {
+        self.overrides
+            .iter()
+            .find(|o| o.irq == irq)
+            .map_or(u32::from(irq), |o| o.gsi)
+    }
+
+    /// The I/O APIC serving `gsi`, given each one's pin count.
+    pub fn ioapic_for(&self, gsi: u32, pins: impl Fn(&MadtIoApic) -> u32) -> Option<MadtIoApic> {
+        self.ioapics
+            .iter()
+            .find(|io| gsi >= io.gsi_base && gsi - io.gsi_base < pins(io))
+            .copied()
+    }
+}
+
+/// The I/O APICs and interrupt source overrides of the MADT.
+pub fn madt_interrupts(tables: &AcpiTables<IdentityHandler>) -> Result<MadtInterrupts, Error> {
+    let madt = tables
+        .find_table::<Madt>()
+        .ok_or(Error::Tables(AcpiError::TableNotFound(
+            acpi::sdt::Signature::MADT,
+        )))?;
+    let mut out = MadtInterrupts::default();
+    for entry in madt.get().entries() {
+        match entry {
+            MadtEntry::IoApic(e) => out.ioapics.push(MadtIoApic {
+                id: e.io_apic_id,
+                address: { e.io_apic_address },
+                gsi_base: { e.global_system_interrupt_base },
+            }),
+            MadtEntry::InterruptSourceOverride(e) if e.bus == 0 => {
+                out.overrides.push(SourceOverride {
+                    irq: e.irq,
+                    gsi: { e.global_system_interrupt },
+                    flags: { e.flags },
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// An ECAM window from the MCFG table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EcamWindow {
+    /// Physical address of bus 0's configuration space.
+    pub base: u64,
+    /// First bus decoded.
+    pub bus_start: u8,
+    /// Last bus decoded.
+    pub bus_end: u8,
+}
+
+/// The ECAM window of PCI segment 0, if the tables have an MCFG.
+pub fn mcfg_ecam(tables: &AcpiTables<IdentityHandler>) -> Option<EcamWindow> {
+    let mcfg = tables.find_table::<acpi::sdt::mcfg::Mcfg>()?;
+    let entry = mcfg
+        .get()
+        .entries()
+        .iter()
+        .find(|e| e.pci_segment_group == 0)
+        .copied()?;
+    Some(EcamWindow {
+        base: { entry.base_address },
+        bus_start: entry.bus_number_start,
+        bus_end: entry.bus_number_end,
+    })
+}
+
 /// The value that starts sleep state `slp_typ` in a hardware-reduced sleep
 /// control register (`SLP_TYP` in bits 2-4, `SLP_EN` bit 5).
 pub const fn sleep_control_value(slp_typ: u8) -> u64 {
@@ -519,6 +623,34 @@ pub unsafe fn power_off(rsdp: u64, handler: IdentityHandler) -> Result<(), Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isa_overrides_and_ioapic_lookup() {
+        let m = MadtInterrupts {
+            ioapics: vec![
+                MadtIoApic {
+                    id: 0,
+                    address: 0xfec0_0000,
+                    gsi_base: 0,
+                },
+                MadtIoApic {
+                    id: 1,
+                    address: 0xfec1_0000,
+                    gsi_base: 24,
+                },
+            ],
+            overrides: vec![SourceOverride {
+                irq: 0,
+                gsi: 2,
+                flags: 0,
+            }],
+        };
+        assert_eq!(m.isa_gsi(0), 2);
+        assert_eq!(m.isa_gsi(9), 9);
+        assert_eq!(m.ioapic_for(17, |_| 24).map(|io| io.id), Some(0));
+        assert_eq!(m.ioapic_for(30, |_| 24).map(|io| io.id), Some(1));
+        assert_eq!(m.ioapic_for(48, |_| 24), None);
+    }
 
     fn rsdp_bytes() -> [u8; 20] {
         let mut b = [0u8; 20];

@@ -13,8 +13,9 @@
 //! access (MADT, power-off through `\_S5`).
 //!
 //! It is not a kernel: it has no notion of platforms, consoles or processes;
-//! the `hermit` crate composes it. Missing so far: the I/O APIC, interrupt
-//! routing and context switching (they arrive with the scheduler).
+//! the `hermit` crate composes it. Missing so far: interrupt
+//! routing beyond the I/O APIC ([`ioapic`]) and context switching (they arrive
+//! with the scheduler).
 #![cfg_attr(not(test), no_std)]
 #![feature(abi_x86_interrupt)]
 
@@ -27,6 +28,7 @@ pub mod cpu;
 pub mod exception;
 pub mod gdt;
 pub mod io;
+pub mod ioapic;
 pub mod paging;
 pub mod time;
 pub mod trampoline;

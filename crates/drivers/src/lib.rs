@@ -1,13 +1,21 @@
 //! Device drivers of the hermit kernel.
 //!
-//! Drivers are generic over `virtio_drivers::Hal`, which the kernel
-//! implements (DMA memory, address translation), so this crate holds no
-//! knowledge of the kernel's memory layout. What is portable (stream
-//! buffering) is unit-tested on the host against a fake queue.
+//! PCI enumeration and set-up ([`pci`]), network cards behind one [`nic::Nic`]
+//! shape ([`rtl8139`], [`virtio::net`]) and the virtio console stream.
+//! Hardware is reached through small traits the kernel implements
+//! (configuration-space and port access, RTL8139 registers and DMA memory,
+//! `virtio_drivers::Hal`), so this crate holds no knowledge of the kernel's
+//! memory layout, and the host tests drive the drivers against fakes: a
+//! configuration space that sizes BARs, an RTL8139 register model.
+//! Not here: interrupt routing (the kernel's), other NICs, PCIe extended
+//! capabilities.
 #![no_std]
 
 extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod nic;
+pub mod pci;
+pub mod rtl8139;
 pub mod virtio;

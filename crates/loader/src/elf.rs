@@ -11,7 +11,7 @@ use object::LittleEndian as LE;
 use object::elf::{
     DT_JMPREL, DT_NEEDED, DT_NULL, DT_PLTREL, DT_PLTRELSZ, DT_REL, DT_RELA, DT_RELAENT, DT_RELASZ,
     DT_RELSZ, Dyn64, EM_X86_64, ET_DYN, ET_EXEC, FileHeader64, PT_DYNAMIC, PT_INTERP, PT_LOAD,
-    PT_TLS, ProgramHeader64, R_X86_64_NONE, R_X86_64_RELATIVE, Rela64,
+    PT_NOTE, PT_TLS, ProgramHeader64, R_X86_64_NONE, R_X86_64_RELATIVE, Rela64,
 };
 use object::read::elf::FileHeader as _;
 
@@ -47,6 +47,51 @@ struct Relocs<'a> {
     rela: &'a [Rela64<LE>],
     plt: &'a [Rela64<LE>],
     relr: &'a [u8],
+}
+
+/// Name of the notes the hermit kernel emits (section `.note.hermit`).
+pub const NOTE_NAME_HERMIT: &[u8] = b"HERMIT";
+/// Note type: the image wants a network card; the descriptor is the model
+/// name (`"rtl8139"`, `"virtio-net"`).
+pub const NOTE_TYPE_NIC: u32 = 1;
+
+/// One ELF note.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note<'a> {
+    /// Its name without the terminating NUL.
+    pub name: &'a [u8],
+    /// Its type.
+    pub kind: u32,
+    /// Its descriptor.
+    pub desc: &'a [u8],
+}
+
+/// Walks the notes of one `PT_NOTE` segment (4-byte aligned entries).
+struct NoteIter<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Iterator for NoteIter<'a> {
+    type Item = Note<'a>;
+
+    fn next(&mut self) -> Option<Note<'a>> {
+        let word = |at: usize| -> Option<usize> {
+            let b = self.bytes.get(at..at + 4)?;
+            usize::try_from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
+        };
+        let namesz = word(0)?;
+        let descsz = word(4)?;
+        let kind = u32::try_from(word(8)?).ok()?;
+        let name_end = 12usize.checked_add(namesz)?;
+        let desc_start = name_end.checked_next_multiple_of(4)?;
+        let desc_end = desc_start.checked_add(descsz)?;
+        let next = desc_end.checked_next_multiple_of(4)?;
+        let name = self.bytes.get(12..name_end)?;
+        let desc = self.bytes.get(desc_start..desc_end)?;
+        self.bytes = self.bytes.get(next..).unwrap_or(&[]);
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        Some(Note { name, kind, desc })
+    }
 }
 
 /// Whether the destination memory is known to hold only zero bytes.
@@ -288,6 +333,29 @@ impl<'a> Image<'a> {
             load_bias: bias,
             tls,
         })
+    }
+
+    /// The ELF notes of the image's `PT_NOTE` segments, in file order.
+    /// A malformed note ends the walk of its segment.
+    pub fn notes(&self) -> impl Iterator<Item = Note<'a>> + use<'a> {
+        let data = self.data;
+        self.phdrs
+            .iter()
+            .filter(|ph| ph.p_type.get(LE) == PT_NOTE)
+            .filter_map(move |ph| {
+                let start = usize::try_from(ph.p_offset.get(LE)).ok()?;
+                let len = usize::try_from(ph.p_filesz.get(LE)).ok()?;
+                data.get(start..start.checked_add(len)?)
+            })
+            .flat_map(|bytes| NoteIter { bytes })
+    }
+
+    /// The network card model the image asks for (its hermit NIC note),
+    /// e.g. `"rtl8139"` or `"virtio-net"`.
+    pub fn nic_model(&self) -> Option<&'a str> {
+        self.notes()
+            .find(|n| n.name == NOTE_NAME_HERMIT && n.kind == NOTE_TYPE_NIC)
+            .and_then(|n| core::str::from_utf8(n.desc).ok())
     }
 
     fn loads(&self) -> impl Iterator<Item = &'a ProgramHeader64<LE>> + use<'a> {

@@ -9,6 +9,7 @@ const PT_LOAD: u32 = 1;
 const PT_DYNAMIC: u32 = 2;
 const PT_INTERP: u32 = 3;
 const PT_TLS: u32 = 7;
+const PT_NOTE: u32 = 4;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 
@@ -488,4 +489,65 @@ fn malformed_images_never_panic() {
             try_image(&f);
         }
     }
+}
+
+fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+    out.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(name);
+    out.push(0);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out.extend_from_slice(desc);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
+}
+
+fn with_notes(notes: Vec<u8>) -> Vec<u8> {
+    let text = load(0x20_0000, vec![0x90; 16], 16);
+    let seg = Seg {
+        kind: PT_NOTE,
+        vaddr: 0x10_0000,
+        data: notes,
+        memsz: 0,
+        align: 4,
+    };
+    build(ET_EXEC, 0x20_0000, &[seg, text])
+}
+
+#[test]
+fn notes_and_nic_model() {
+    let mut notes = note(b"Xen", 18, &0x1234u64.to_le_bytes());
+    notes.extend(note(b"HERMIT", 1, b"rtl8139"));
+    let file = with_notes(notes);
+    let image = Image::parse(&file).unwrap();
+    let all: Vec<_> = image.notes().collect();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].name, b"Xen");
+    assert_eq!(all[0].kind, 18);
+    assert_eq!(all[0].desc, &0x1234u64.to_le_bytes());
+    assert_eq!(image.nic_model(), Some("rtl8139"));
+
+    let file = with_notes(note(b"HERMIT", 1, b"virtio-net"));
+    assert_eq!(Image::parse(&file).unwrap().nic_model(), Some("virtio-net"));
+    // Another type or owner is not a NIC request.
+    let file = with_notes(note(b"HERMIT", 2, b"rtl8139"));
+    assert_eq!(Image::parse(&file).unwrap().nic_model(), None);
+    let file = with_notes(note(b"GNU", 1, b"rtl8139"));
+    assert_eq!(Image::parse(&file).unwrap().nic_model(), None);
+    let file = build(ET_EXEC, 0x20_0000, &[load(0x20_0000, vec![0x90; 16], 16)]);
+    assert_eq!(Image::parse(&file).unwrap().nic_model(), None);
+}
+
+#[test]
+fn truncated_notes_end_the_walk() {
+    let mut bad = note(b"HERMIT", 1, b"rtl8139");
+    // descsz far beyond the segment.
+    bad[4..8].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let file = with_notes(bad);
+    let image = Image::parse(&file).unwrap();
+    assert_eq!(image.notes().count(), 0);
+    let file = with_notes(vec![1, 0, 0]);
+    assert_eq!(Image::parse(&file).unwrap().notes().count(), 0);
 }

@@ -4,6 +4,9 @@ use std::fmt;
 
 use hermit_hostfs::{Mount, MountError};
 
+/// Default `HERMIT_PORT`, as in the original HermitCore proxy.
+pub const DEFAULT_PORT: u16 = 18766;
+
 /// Default guest memory, as in the original HermitCore proxy.
 pub const DEFAULT_MEM: u64 = 2 << 30;
 
@@ -40,6 +43,15 @@ pub struct Config {
     /// `HERMIT_MOUNT`: host directories mapped into the guest (uhyve only
     /// for now).
     pub mounts: Vec<Mount>,
+    /// `HERMIT_APP_PORT`: guest TCP ports forwarded from the same port of
+    /// the host's 127.0.0.1 (QEMU, images with a network card).
+    pub app_ports: Vec<u16>,
+    /// `HERMIT_CAPTURE_NET=1` (QEMU): write the guest's frames to
+    /// `qemu-vlan0.pcap` in the current directory.
+    pub capture_net: bool,
+    /// `HERMIT_MONITOR=1` (QEMU): QEMU's monitor on TCP port
+    /// `HERMIT_PORT + 1` of 127.0.0.1.
+    pub monitor_port: Option<u16>,
 }
 
 /// A `HERMIT_*` variable with a value the proxy cannot use.
@@ -146,6 +158,19 @@ fn parse_mounts(value: &str) -> Result<Vec<Mount>, ConfigError> {
     Ok(mounts)
 }
 
+/// Parses `HERMIT_APP_PORT`: one TCP port or a comma-separated list.
+fn parse_ports(value: &str) -> Result<Vec<u16>, ConfigError> {
+    const EXPECTED: &str = "a TCP port (1-65535) or a comma-separated list of ports";
+    let mut ports = Vec::new();
+    for p in value.split(',').map(str::trim) {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 && !ports.contains(&n) => ports.push(n),
+            _ => return Err(invalid("HERMIT_APP_PORT", value, EXPECTED)),
+        }
+    }
+    Ok(ports)
+}
+
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -198,6 +223,18 @@ impl Config {
             None => Vec::new(),
             Some(v) => parse_mounts(&v)?,
         };
+        let app_ports = match get("HERMIT_APP_PORT") {
+            None => Vec::new(),
+            Some(v) => parse_ports(&v)?,
+        };
+        let port = match get("HERMIT_PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 && p < u16::MAX => p,
+                _ => return Err(invalid("HERMIT_PORT", &v, "a TCP port from 1 to 65534")),
+            },
+        };
+        let monitor_port = flag("HERMIT_MONITOR", false)?.then_some(port + 1);
         Ok(Self {
             isle,
             cpus,
@@ -208,6 +245,9 @@ impl Config {
             debug: flag("HERMIT_DEBUG", false)?,
             log_level,
             mounts,
+            app_ports,
+            capture_net: flag("HERMIT_CAPTURE_NET", false)?,
+            monitor_port,
         })
     }
 
@@ -322,6 +362,40 @@ mod tests {
         assert_eq!(c.cmdline(), "log=info");
         let c = cfg(&[("HERMIT_VERBOSE", "1"), ("HERMIT_LOG_LEVEL", "DEBUG")]).unwrap();
         assert_eq!(c.cmdline(), "log=debug");
+    }
+
+    #[test]
+    fn network_variables() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.app_ports.is_empty() && !c.capture_net && c.monitor_port.is_none());
+        let c = cfg(&[
+            ("HERMIT_APP_PORT", "8080, 9000"),
+            ("HERMIT_CAPTURE_NET", "1"),
+            ("HERMIT_MONITOR", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.app_ports, [8080, 9000]);
+        assert!(c.capture_net);
+        assert_eq!(c.monitor_port, Some(18767));
+        let c = cfg(&[("HERMIT_MONITOR", "1"), ("HERMIT_PORT", "2000")]).unwrap();
+        assert_eq!(c.monitor_port, Some(2001));
+        for (name, bad) in [
+            ("HERMIT_APP_PORT", "0"),
+            ("HERMIT_APP_PORT", "http"),
+            ("HERMIT_APP_PORT", "70000"),
+            ("HERMIT_APP_PORT", "80,80"),
+            ("HERMIT_APP_PORT", ""),
+            ("HERMIT_CAPTURE_NET", "pcap"),
+            ("HERMIT_MONITOR", "2"),
+            ("HERMIT_PORT", "65535"),
+            ("HERMIT_PORT", "x"),
+        ] {
+            let e = cfg(&[(name, bad), ("HERMIT_MONITOR", "1")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(name), "{name}={bad}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! `HERMIT_MOUNT="HOST:GUEST[,HOST:GUEST...]"` maps host directories into
 //! the guest: uhyve's `--mount`, and under QEMU the proxy serves them (and
 //! stdin) itself over a virtio console.
+//!
+//! An image built with a network card (hermit feature `rtl8139` or
+//! `virtio-net`) says so in an ELF note; under QEMU the proxy then attaches
+//! that card on user-mode networking (guest 10.0.5.2, gateway 10.0.5.1),
+//! with `HERMIT_APP_PORT` forwards, `HERMIT_CAPTURE_NET` and
+//! `HERMIT_MONITOR`.
 
 mod config;
 
@@ -43,6 +49,11 @@ Environment:
   HERMIT_KVM=0            QEMU: use TCG instead of KVM
   HERMIT_DEBUG=1          QEMU: wait for gdb on port 1234
   HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
+  HERMIT_APP_PORT=P[,P...] QEMU, images with a network card: forward host
+                          127.0.0.1:P to the guest's TCP port P
+  HERMIT_CAPTURE_NET=1    QEMU: write the guest's frames to ./qemu-vlan0.pcap
+  HERMIT_MONITOR=1        QEMU: monitor on telnet 127.0.0.1:HERMIT_PORT+1
+  HERMIT_PORT=N           base TCP port (default 18766)
 ";
 
 /// Exit status for the proxy's own errors (bad configuration, missing file).
@@ -96,6 +107,35 @@ fn file_service(
     )))
 }
 
+/// The network card the image's `.note.hermit` asks for, with the
+/// configured forwards, capture and monitor; `None` for an image without
+/// a NIC note (unreadable or malformed images are reported by the runner).
+fn network(
+    image: &std::path::Path,
+    config: &Config,
+) -> Result<Option<hermit_qemu::NetConfig>, String> {
+    let Ok(bytes) = std::fs::read(image) else {
+        return Ok(None);
+    };
+    let Some(model) = hermit_loader::Image::parse(&bytes)
+        .ok()
+        .and_then(|i| i.nic_model())
+    else {
+        return Ok(None);
+    };
+    let model = hermit_qemu::NicModel::from_note(model).ok_or_else(|| {
+        format!(
+            "{} asks for a network card of model {model:?}, which is not supported (rtl8139, virtio-net)",
+            image.display()
+        )
+    })?;
+    let mut net = hermit_qemu::NetConfig::new(model);
+    net.forwards = config.app_ports.clone();
+    net.capture = config.capture_net.then(|| PathBuf::from("qemu-vlan0.pcap"));
+    net.monitor_port = config.monitor_port;
+    Ok(Some(net))
+}
+
 fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
     let config = Config::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     let mut args = vec![image.to_string_lossy().into_owned()];
@@ -124,6 +164,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
         }
         Isle::Qemu => {
             let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
+            let net = network(&image, &config)?;
             let vm = hermit_qemu::Config {
                 image,
                 loader,
@@ -137,6 +178,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 debug_exit: true,
                 qemu: None,
                 files: Some(file_service(config.mounts.clone()).map_err(|e| e.to_string())?),
+                net,
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

@@ -1,7 +1,7 @@
 //! The QEMU command line.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hermit_interface::qemu::DEBUG_EXIT_PORT;
 
@@ -50,7 +50,83 @@ pub struct Spec<'a> {
     /// A connected socket for the guest's file-system stream: becomes port
     /// 0 of a virtio console on a virtio-mmio slot.
     pub files_fd: Option<i32>,
+    /// A network card on user-mode networking.
+    pub net: Option<&'a NetConfig>,
 }
+
+/// The network card model the guest gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicModel {
+    /// Realtek RTL8139 on PCI (`rtl8139`).
+    Rtl8139,
+    /// Modern virtio-net on PCI with MSI-X (`virtio-net-pci`, device
+    /// 0x1041, what uhyve offers too).
+    VirtioNet,
+    /// virtio-net on a virtio-mmio slot (`virtio-net-device`): no PCI bus.
+    VirtioNetMmio,
+}
+
+impl NicModel {
+    /// The model named by an image's `.note.hermit` NIC note (`"rtl8139"`,
+    /// `"virtio-net"`).
+    pub fn from_note(model: &str) -> Option<Self> {
+        match model {
+            "rtl8139" => Some(Self::Rtl8139),
+            "virtio-net" => Some(Self::VirtioNet),
+            _ => None,
+        }
+    }
+
+    /// Whether the card sits on PCI (the machine then needs `pcie=on`).
+    pub const fn needs_pci(self) -> bool {
+        !matches!(self, Self::VirtioNetMmio)
+    }
+
+    /// QEMU's `-device` driver name.
+    pub const fn device(self) -> &'static str {
+        match self {
+            Self::Rtl8139 => "rtl8139",
+            // Modern only, so it is device 0x1041 as on uhyve.
+            Self::VirtioNet => "virtio-net-pci,disable-legacy=on",
+            Self::VirtioNetMmio => "virtio-net-device",
+        }
+    }
+}
+
+/// The guest's network: a card on QEMU's user-mode network (no root
+/// needed): guest 10.0.5.2/24, gateway 10.0.5.1, DNS 10.0.5.3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The card.
+    pub model: NicModel,
+    /// Guest TCP ports reachable from the host at 127.0.0.1, same port.
+    pub forwards: Vec<u16>,
+    /// Write every frame to this pcap file (`filter-dump`).
+    pub capture: Option<PathBuf>,
+    /// Serve QEMU's monitor on this TCP port of 127.0.0.1 (telnet).
+    pub monitor_port: Option<u16>,
+}
+
+impl NetConfig {
+    /// A `model` card with no forwards, capture or monitor.
+    pub fn new(model: NicModel) -> Self {
+        Self {
+            model,
+            forwards: Vec::new(),
+            capture: None,
+            monitor_port: None,
+        }
+    }
+}
+
+/// The user-mode network's subnet, as QEMU's `net=` option.
+pub const GUEST_NET: &str = "10.0.5.0/24";
+/// The guest's address.
+pub const GUEST_IP: &str = "10.0.5.2";
+/// The gateway (the host side of user-mode networking).
+pub const GATEWAY_IP: &str = "10.0.5.1";
+/// The DNS forwarder's address.
+pub const DNS_IP: &str = "10.0.5.3";
 
 /// Escapes `,` for a QEMU option value.
 fn opt_value(s: &str) -> String {
@@ -64,13 +140,25 @@ fn opt_value(s: &str) -> String {
 /// (index 0..=2 → ports 0x3f8, 0x2f8, 0x3e8) and `isa-debug-exit`. Its ACPI
 /// tables (on by default: MADT for the CPUs, hardware-reduced FADT and a
 /// DSDT with `\_S5` for power-off) are found through the PVH start info.
+///
+/// A PCI network card turns on `pcie=on`: a GPEX host bridge with ECAM at
+/// 0xe000_0000 (named by the MCFG table) and a 32-bit window at
+/// 0xc000_0000; nothing assigns BARs, the kernel does. Its INTx lines are
+/// GSI 16-19 and virtio-mmio slot *n* is GSI 24 + *n* (the second I/O
+/// APIC). Without a card, or with a virtio-mmio one, the machine has no PCI
+/// bus.
 pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::with_capacity(40);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let mem_mib = spec.mem_size.div_ceil(1 << 20).max(1);
+    let pci = spec.net.is_some_and(|n| n.model.needs_pci());
     push(&[
         "-M",
-        "microvm,isa-serial=off",
+        if pci {
+            "microvm,isa-serial=off,pcie=on"
+        } else {
+            "microvm,isa-serial=off"
+        },
         "-nodefaults",
         "-no-user-config",
         "-no-reboot",
@@ -112,6 +200,33 @@ pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
             "virtconsole,chardev=hostfs",
         ]);
     }
+    if let Some(net) = spec.net {
+        let mut netdev = format!("user,id=net0,net={GUEST_NET},host={GATEWAY_IP},dns={DNS_IP}");
+        for port in &net.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-{GUEST_IP}:{port}"));
+        }
+        push(&[
+            "-netdev",
+            &netdev,
+            "-device",
+            &format!("{},netdev=net0", net.model.device()),
+        ]);
+        if let Some(file) = &net.capture {
+            push(&[
+                "-object",
+                &format!(
+                    "filter-dump,id=f0,netdev=net0,file={}",
+                    opt_value(&file.to_string_lossy())
+                ),
+            ]);
+        }
+        if let Some(port) = net.monitor_port {
+            push(&[
+                "-monitor",
+                &format!("telnet:127.0.0.1:{port},server,nowait"),
+            ]);
+        }
+    }
     if spec.debug {
         push(&["-s", "-S"]);
     }
@@ -142,6 +257,7 @@ mod tests {
             debug_exit,
             serial: &serial,
             files_fd: None,
+            net: None,
         };
         qemu_args(&spec)
             .into_iter()
@@ -229,6 +345,7 @@ mod tests {
             debug_exit: true,
             serial: &serial,
             files_fd: None,
+            net: None,
         };
         let strings = |spec: &Spec<'_>| -> Vec<String> {
             qemu_args(spec)
@@ -241,5 +358,73 @@ mod tests {
         let args = strings(&spec);
         assert!(has_pair(&args, "-chardev", "socket,id=hostfs,fd=7"));
         assert!(has_pair(&args, "-device", "virtconsole,chardev=hostfs"));
+    }
+
+    #[test]
+    fn network_options() {
+        let serial = ["a".into(), "b".into(), "c".into()];
+        let strings = |net: Option<&NetConfig>| -> Vec<String> {
+            let spec = Spec {
+                loader: Path::new("/l"),
+                bundle: Path::new("/b"),
+                mem_size: 1 << 20,
+                cpus: 1,
+                accel: Accel::Tcg,
+                debug: false,
+                debug_exit: true,
+                serial: &serial,
+                files_fd: None,
+                net,
+            };
+            qemu_args(&spec)
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        let plain = strings(None);
+        assert!(has_pair(&plain, "-M", "microvm,isa-serial=off"));
+        assert!(!plain.iter().any(|a| a.contains("netdev")));
+
+        let mut net = NetConfig::new(NicModel::Rtl8139);
+        net.forwards = vec![8080, 9000];
+        net.capture = Some(PathBuf::from("/tmp/x,y.pcap"));
+        net.monitor_port = Some(18767);
+        let args = strings(Some(&net));
+        assert!(has_pair(&args, "-M", "microvm,isa-serial=off,pcie=on"));
+        assert!(has_pair(
+            &args,
+            "-netdev",
+            "user,id=net0,net=10.0.5.0/24,host=10.0.5.1,dns=10.0.5.3,\
+             hostfwd=tcp:127.0.0.1:8080-10.0.5.2:8080,hostfwd=tcp:127.0.0.1:9000-10.0.5.2:9000"
+        ));
+        assert!(has_pair(&args, "-device", "rtl8139,netdev=net0"));
+        assert!(has_pair(
+            &args,
+            "-object",
+            "filter-dump,id=f0,netdev=net0,file=/tmp/x,,y.pcap"
+        ));
+        assert!(has_pair(
+            &args,
+            "-monitor",
+            "telnet:127.0.0.1:18767,server,nowait"
+        ));
+
+        let args = strings(Some(&NetConfig::new(NicModel::VirtioNet)));
+        assert!(has_pair(
+            &args,
+            "-device",
+            "virtio-net-pci,disable-legacy=on,netdev=net0"
+        ));
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.contains("monitor") || a.contains("filter"))
+        );
+        let args = strings(Some(&NetConfig::new(NicModel::VirtioNetMmio)));
+        assert!(has_pair(&args, "-M", "microvm,isa-serial=off"));
+        assert!(has_pair(&args, "-device", "virtio-net-device,netdev=net0"));
+        assert_eq!(NicModel::from_note("rtl8139"), Some(NicModel::Rtl8139));
+        assert_eq!(NicModel::from_note("virtio-net"), Some(NicModel::VirtioNet));
+        assert_eq!(NicModel::from_note("e1000"), None);
     }
 }

@@ -11,8 +11,10 @@
 //! does the work. Linux only (pipes and a memfd are handed to QEMU as
 //! `/dev/fd/N`). With [`Config::files`] the guest also gets a virtio console
 //! whose other end is a socket this library serves: the file-system stream
-//! ([`stream`]) for host directories and stdin. Missing: network devices,
-//! other machine types.
+//! ([`stream`]) for host directories and stdin. With [`Config::net`] it gets
+//! a network card on QEMU's user-mode network ([`NetConfig`]; PCI cards
+//! switch the machine to `microvm,pcie=on`). Missing: tap networking, other
+//! machine types.
 
 pub mod bundle;
 mod command;
@@ -28,7 +30,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
-pub use command::{Accel, SerialPaths, Spec, qemu_args};
+pub use command::{
+    Accel, DNS_IP, GATEWAY_IP, GUEST_IP, GUEST_NET, NetConfig, NicModel, SerialPaths, Spec,
+    qemu_args,
+};
 
 /// The QEMU binary used when [`Config::qemu`] is `None`.
 pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
@@ -63,6 +68,9 @@ pub struct Config {
     /// Serves the guest's file-system stream (host directories, stdin);
     /// `None`: the guest gets no virtio console and sees no host files.
     pub files: Option<FileService>,
+    /// A network card on QEMU's user-mode network; `None`: no network
+    /// (and no PCI bus).
+    pub net: Option<NetConfig>,
 }
 
 /// Answers one file-system request: returns the result and leaves the
@@ -97,6 +105,7 @@ impl Config {
             debug_exit: true,
             qemu: None,
             files: None,
+            net: None,
         }
     }
 }
@@ -418,6 +427,7 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         debug_exit: config.debug_exit,
         serial: &serial,
         files_fd: files.as_ref().map(|(fd, _, _)| fd.as_raw_fd()),
+        net: config.net.as_ref(),
     });
     log::debug!(
         "{} {}",

@@ -1,0 +1,214 @@
+//! virtio-net through `virtio-drivers`' `VirtIONet`, over any transport:
+//! virtio-mmio ([`super::mmio::find`]) or modern virtio-pci
+//! ([`pci_transport`]).
+//!
+//! `virtio-drivers`' PCI transport leaves the queues' MSI-X vectors at
+//! "no vector", so with MSI-X on the device would never interrupt;
+//! [`route_queues`] writes them into the common configuration structure.
+
+use virtio_drivers::Hal;
+use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::transport::Transport;
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
+
+use crate::nic::{MAX_FRAME, Nic, TxError};
+use crate::pci::{ConfigAccess, Enabled, VirtioCam};
+
+/// Descriptors per queue.
+pub const QUEUE_SIZE: usize = 16;
+/// Receive buffer size: a full frame plus the virtio-net header.
+const RX_BUFFER: usize = 2048;
+/// Receive queue index.
+pub const RX_QUEUE: u16 = 0;
+/// Transmit queue index.
+pub const TX_QUEUE: u16 = 1;
+
+/// Why the device could not be brought up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// `virtio-drivers` refused the device.
+    Virtio(virtio_drivers::Error),
+    /// The PCI function is not a usable virtio device.
+    Pci,
+}
+
+impl core::fmt::Display for NetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Virtio(e) => write!(f, "virtio-net: {e}"),
+            Self::Pci => f.write_str("virtio-net: not a usable virtio-pci function"),
+        }
+    }
+}
+
+/// A virtio network card.
+pub struct VirtioNet<H: Hal, T: Transport> {
+    dev: VirtIONet<H, T, QUEUE_SIZE>,
+}
+
+impl<H: Hal, T: Transport> VirtioNet<H, T> {
+    /// Negotiates with the device behind `transport` and fills the receive
+    /// queue.
+    pub fn new(transport: T) -> Result<Self, NetError> {
+        let dev = VirtIONet::new(transport, RX_BUFFER).map_err(NetError::Virtio)?;
+        Ok(Self { dev })
+    }
+}
+
+impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
+    fn mac(&self) -> [u8; 6] {
+        self.dev.mac_address()
+    }
+
+    fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        let Ok(buf) = self.dev.receive() else {
+            return false;
+        };
+        f(buf.packet());
+        if let Err(e) = self.dev.recycle_rx_buffer(buf) {
+            log::warn!("virtio-net: cannot recycle a receive buffer: {e}");
+        }
+        true
+    }
+
+    fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
+        if !(14..=MAX_FRAME).contains(&len) {
+            return Err(TxError::BadLength(len));
+        }
+        if !self.dev.can_send() {
+            return Err(TxError::Busy);
+        }
+        let mut buf = self.dev.new_tx_buffer(len);
+        f(buf.packet_mut());
+        self.dev.send(buf).map_err(|e| match e {
+            virtio_drivers::Error::QueueFull => TxError::Busy,
+            _ => TxError::Device,
+        })
+    }
+
+    fn ack_interrupt(&mut self) -> bool {
+        !self.dev.ack_interrupt().is_empty()
+    }
+}
+
+/// The virtio-pci transport of enabled function `function` (BARs assigned).
+pub fn pci_transport<H: Hal, C: ConfigAccess + Copy>(
+    access: C,
+    function: &Enabled,
+) -> Result<PciTransport, NetError> {
+    let mut root = PciRoot::new(VirtioCam(access));
+    let df = DeviceFunction {
+        bus: function.address.bus(),
+        device: function.address.device(),
+        function: function.address.function(),
+    };
+    PciTransport::new::<H, _>(&mut root, df).map_err(|_| NetError::Pci)
+}
+
+/// `cfg_type` of the virtio-pci common configuration capability.
+const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+/// Offsets in the common configuration structure (virtio 1.x, 4.1.4.3).
+const COMMON_MSIX_CONFIG: usize = 0x10;
+const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1a;
+
+/// Physical address of the common configuration structure of an enabled
+/// virtio-pci function.
+pub fn common_cfg_address(access: &impl ConfigAccess, function: &Enabled) -> Option<u64> {
+    let a = function.address;
+    if access.read(a, 4) & (1 << 20) == 0 {
+        return None;
+    }
+    let mut ptr = (access.read(a, 0x34) & 0xfc) as u16;
+    let mut hops = 0;
+    while ptr != 0 && hops < 48 {
+        hops += 1;
+        let head = access.read(a, ptr);
+        if head as u8 == 0x09 && (head >> 24) as u8 == VIRTIO_PCI_CAP_COMMON_CFG {
+            let bar = access.read(a, ptr + 4) as u8;
+            let offset = access.read(a, ptr + 8);
+            let bar = function.bars.get(usize::from(bar))?.as_ref()?;
+            return Some(bar.address + u64::from(offset));
+        }
+        ptr = ((head >> 8) & 0xfc) as u16;
+    }
+    None
+}
+
+/// Routes the configuration-change interrupt to MSI-X entry `config` and
+/// each `(queue, entry)` queue to its entry.
+///
+/// # Safety
+/// `common` must point to the mapped common configuration structure of a
+/// virtio-pci device that nothing else is selecting queues on right now.
+pub unsafe fn route_queues(common: *mut u8, config: Option<u16>, queues: &[(u16, u16)]) {
+    // SAFETY: the caller's contract; the offsets lie inside the structure
+    // and are aligned for 16-bit access.
+    unsafe {
+        if let Some(v) = config {
+            common
+                .add(COMMON_MSIX_CONFIG)
+                .cast::<u16>()
+                .write_volatile(v);
+        }
+        for &(queue, vector) in queues {
+            common
+                .add(COMMON_QUEUE_SELECT)
+                .cast::<u16>()
+                .write_volatile(queue);
+            common
+                .add(COMMON_QUEUE_MSIX_VECTOR)
+                .cast::<u16>()
+                .write_volatile(vector);
+        }
+    }
+}
+
+/// Acknowledges a virtio-mmio device's interrupt by its registers alone
+/// (InterruptStatus at 0x60, InterruptACK at 0x64), for an interrupt
+/// handler that cannot take the driver's lock. Returns the status bits.
+///
+/// # Safety
+/// `base` must be the mapped register block of a virtio-mmio device.
+pub unsafe fn mmio_ack(base: *mut u8) -> u32 {
+    // SAFETY: the caller's contract; both registers are 32-bit aligned.
+    unsafe {
+        let status = base.add(0x60).cast::<u32>().read_volatile();
+        if status != 0 {
+            base.add(0x64).cast::<u32>().write_volatile(status);
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_queues_selects_then_writes() {
+        let mut common = [0u16; 32];
+        let p = common.as_mut_ptr().cast::<u8>();
+        // SAFETY: `common` is 64 bytes, covering every offset written.
+        unsafe { route_queues(p, Some(2), &[(0, 0), (1, 1)]) };
+        assert_eq!(common[COMMON_MSIX_CONFIG / 2], 2);
+        // The last queue selected and its vector stay visible.
+        assert_eq!(common[COMMON_QUEUE_SELECT / 2], 1);
+        assert_eq!(common[COMMON_QUEUE_MSIX_VECTOR / 2], 1);
+    }
+
+    #[test]
+    fn mmio_ack_echoes_status() {
+        let mut regs = [0u32; 32];
+        regs[0x60 / 4] = 3;
+        // SAFETY: `regs` covers offsets 0x60 and 0x64.
+        assert_eq!(unsafe { mmio_ack(regs.as_mut_ptr().cast()) }, 3);
+        assert_eq!(regs[0x64 / 4], 3);
+        regs[0x60 / 4] = 0;
+        regs[0x64 / 4] = 0;
+        // SAFETY: as above.
+        assert_eq!(unsafe { mmio_ack(regs.as_mut_ptr().cast()) }, 0);
+        assert_eq!(regs[0x64 / 4], 0, "nothing to acknowledge");
+    }
+}
