@@ -30,8 +30,8 @@
 //! Threads ([`thread`], [`sync`]), time ([`time`]) and files ([`fs`]:
 //! an in-memory `/` and `/tmp`, host directories, stdin) start on first use.
 //! With feature `virtio-net` or `rtl8139` the image drives that network
-//! card ([`nic`]: frames in and out, interrupt-driven); the TCP/IP stack
-//! comes later.
+//! card ([`nic`]: frames in and out, interrupt-driven); with `tcp` and/or
+//! `udp` as well it has sockets on a smoltcp TCP/IP stack ([`net`]).
 #![no_std]
 #![feature(abi_x86_interrupt)]
 
@@ -45,10 +45,23 @@ mod hostfs;
 mod linux;
 mod logger;
 mod mem;
+#[cfg(any(feature = "tcp", feature = "udp"))]
+pub mod net;
 #[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
 pub mod nic;
 #[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
 mod pci;
+
+#[cfg(all(
+    any(feature = "tcp", feature = "udp"),
+    not(any(feature = "virtio-net", feature = "rtl8139"))
+))]
+compile_error!("hermit: features `tcp`/`udp` need a network card: add `virtio-net` or `rtl8139`");
+#[cfg(all(
+    any(feature = "dns", feature = "dhcpv4"),
+    not(any(feature = "tcp", feature = "udp"))
+))]
+compile_error!("hermit: features `dns` and `dhcpv4` need `tcp` or `udp`");
 pub mod process;
 mod sched;
 pub use mem::heap_in_use;

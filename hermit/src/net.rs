@@ -1,0 +1,165 @@
+//! TCP/IP for applications: one [`hermit_net::Stack`] (smoltcp) over the
+//! network card the kernel was built for ([`crate::nic`]).
+//!
+//! The stack starts at the first call of [`stack`] (or of one of the
+//! helpers below): it reads its address from `HERMIT_IP`, `HERMIT_GATEWAY`,
+//! `HERMIT_MASK` and `HERMIT_DNS` (defaults 10.0.5.2, 10.0.5.1,
+//! 255.255.255.0, no DNS; `HERMIT_IP=dhcp` asks DHCPv4 with the `dhcpv4`
+//! feature), opens the card, registers the card's interrupt, and starts one
+//! kernel thread that runs smoltcp's timers. Blocked socket calls sleep on a
+//! futex that the card's interrupt and every socket state change wake: an
+//! idle network costs no CPU.
+//!
+//! The socket types are [`hermit_net`]'s; their methods take `&self`, report
+//! errors as [`Errno`] (Linux numbers) and close on drop.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+
+pub use core::net::{Ipv4Addr, SocketAddrV4};
+pub use hermit_interface::errno::Errno;
+#[cfg(feature = "udp")]
+pub use hermit_net::UdpSocket;
+pub use hermit_net::{Config, ConfigError, PollEntry, PollEvents, Shutdown, SocketId, Stack};
+#[cfg(feature = "tcp")]
+pub use hermit_net::{TcpListener, TcpStream};
+
+/// Backlog of [`listen`]: connections accepted by the stack before the
+/// application calls `accept`.
+pub const DEFAULT_BACKLOG: usize = 32;
+
+/// The kernel side of the stack: clock, futex sleep and wake-up, randomness.
+struct KernelPlatform;
+
+impl hermit_net::Platform for KernelPlatform {
+    fn now_micros(&self) -> u64 {
+        crate::time::monotonic_ns() / 1000
+    }
+
+    fn wait(&self, counter: &AtomicU32, seen: u32, deadline: Option<u64>) {
+        let deadline_ns = deadline.map(|us| us.saturating_mul(1000));
+        let _ = crate::sync::futex::wait(counter, seen, deadline_ns);
+    }
+
+    fn wake_all(&self, counter: &AtomicU32) {
+        crate::sync::futex::wake(counter, u32::MAX);
+    }
+
+    fn random_u64(&self) -> u64 {
+        // splitmix64 over the TSC and a sequence number: not cryptographic,
+        // enough for ephemeral ports, initial sequence numbers and the
+        // DHCP transaction id.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let seq = SEQ.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        let mut z = arch_x86_64::cpu::rdtsc().wrapping_add(seq);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn relax(&self) {
+        crate::sched::yield_now();
+    }
+}
+
+/// The card, as the stack sees it.
+struct Card(crate::nic::Device);
+
+impl hermit_net::Nic for Card {
+    fn mac(&self) -> [u8; 6] {
+        self.0.mac()
+    }
+
+    fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
+        self.0.receive(f)
+    }
+
+    fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), Errno> {
+        self.0.transmit(len, f)
+    }
+}
+
+static STACK: spin::Once<Result<Stack, Errno>> = spin::Once::new();
+
+/// The network stack, started at the first call. Fails with `ENODEV` when
+/// there is no usable card and `EINVAL` when a `HERMIT_*` address variable
+/// is malformed (the reason is printed once on stderr).
+pub fn stack() -> Result<&'static Stack, Errno> {
+    STACK.call_once(start).as_ref().map_err(|e| *e)
+}
+
+fn start() -> Result<Stack, Errno> {
+    let config = Config::from_env(|name| crate::env::var(name).map(Into::into)).map_err(|e| {
+        crate::eprintln!("hermit: network: {e}");
+        Errno::EINVAL
+    })?;
+    let device = crate::nic::open().map_err(|e| {
+        crate::eprintln!("hermit: network: {e}");
+        Errno::ENODEV
+    })?;
+    log::info!(
+        "network: {} card, MAC {:02x?}",
+        device.model(),
+        device.mac()
+    );
+    let stack = Stack::new(Box::new(Card(device)), Arc::new(KernelPlatform), config);
+    crate::nic::set_irq_hook(on_interrupt);
+    let timers = stack.clone();
+    crate::thread::Builder::new()
+        .spawn(move || {
+            loop {
+                timers.poll_wait(None);
+            }
+        })
+        .map_err(|_| Errno::ENOMEM)?;
+    Ok(stack)
+}
+
+/// The card's interrupt: wake whoever waits for the network.
+fn on_interrupt() {
+    if let Some(Ok(stack)) = STACK.get() {
+        stack.notify_irq();
+    }
+}
+
+/// Listens for TCP connections on `port` (all addresses), with
+/// [`DEFAULT_BACKLOG`].
+#[cfg(feature = "tcp")]
+pub fn listen(port: u16) -> Result<TcpListener, Errno> {
+    stack()?.tcp_listen(port, DEFAULT_BACKLOG)
+}
+
+/// Connects to `addr`, waiting at most `timeout` (`None`: the stack's
+/// default of 75 s).
+#[cfg(feature = "tcp")]
+pub fn connect(addr: SocketAddrV4, timeout: Option<Duration>) -> Result<TcpStream, Errno> {
+    stack()?.tcp_connect(addr, timeout)
+}
+
+/// A UDP socket on `port` (0: an ephemeral port).
+#[cfg(feature = "udp")]
+pub fn bind_udp(port: u16) -> Result<UdpSocket, Errno> {
+    stack()?.udp_bind(port)
+}
+
+/// Resolves `name` to IPv4 addresses through the configured DNS servers.
+#[cfg(feature = "dns")]
+pub fn resolve(name: &str) -> Result<alloc::vec::Vec<Ipv4Addr>, Errno> {
+    stack()?.resolve(name)
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes, like `poll(2)`;
+/// returns how many entries have events.
+pub fn poll(fds: &mut [PollEntry], timeout: Option<Duration>) -> Result<usize, Errno> {
+    stack()?.poll_sockets(fds, timeout)
+}
+
+/// The interface's IPv4 address, once configured.
+pub fn local_addr() -> Option<Ipv4Addr> {
+    STACK
+        .get()
+        .and_then(|s| s.as_ref().ok())
+        .and_then(Stack::local_addr)
+}
