@@ -44,7 +44,8 @@ pub struct Config {
     /// for now).
     pub mounts: Vec<Mount>,
     /// `HERMIT_APP_PORT`: guest TCP ports forwarded from the same port of
-    /// the host's 127.0.0.1 (QEMU, images with a network card).
+    /// the host's 127.0.0.1 (images with a network card; under uhyve on
+    /// user-mode networking only).
     pub app_ports: Vec<u16>,
     /// `HERMIT_CAPTURE_NET=1` (QEMU): write the guest's frames to
     /// `qemu-vlan0.pcap` in the current directory.
@@ -52,6 +53,9 @@ pub struct Config {
     /// `HERMIT_MONITOR=1` (QEMU): QEMU's monitor on TCP port
     /// `HERMIT_PORT + 1` of 127.0.0.1.
     pub monitor_port: Option<u16>,
+    /// `HERMIT_NETIF` (uhyve): the host tap device the guest's card is
+    /// plugged into; without it uhyve uses user-mode networking.
+    pub netif: Option<String>,
 }
 
 /// A `HERMIT_*` variable with a value the proxy cannot use.
@@ -235,6 +239,17 @@ impl Config {
             },
         };
         let monitor_port = flag("HERMIT_MONITOR", false)?.then_some(port + 1);
+        let netif = match get("HERMIT_NETIF") {
+            None => None,
+            Some(v) if v.is_empty() || v.len() > 15 || v.contains(['/', ' ', ':']) => {
+                return Err(invalid(
+                    "HERMIT_NETIF",
+                    &v,
+                    "a network interface name of 1 to 15 characters",
+                ));
+            }
+            Some(v) => Some(v),
+        };
         Ok(Self {
             isle,
             cpus,
@@ -248,6 +263,7 @@ impl Config {
             app_ports,
             capture_net: flag("HERMIT_CAPTURE_NET", false)?,
             monitor_port,
+            netif,
         })
     }
 

@@ -16,10 +16,11 @@
 //! stdin) itself over a virtio console.
 //!
 //! An image built with a network card (hermit feature `rtl8139` or
-//! `virtio-net`) says so in an ELF note; under QEMU the proxy then attaches
-//! that card on user-mode networking (guest 10.0.5.2, gateway 10.0.5.1),
-//! with `HERMIT_APP_PORT` forwards, `HERMIT_CAPTURE_NET` and
-//! `HERMIT_MONITOR`.
+//! `virtio-net`) says so in an ELF note, and the proxy attaches that card on
+//! user-mode networking (guest 10.0.5.2, gateway 10.0.5.1 = the host's
+//! 127.0.0.1), with `HERMIT_APP_PORT` forwards: under QEMU its `-netdev
+//! user` (plus `HERMIT_CAPTURE_NET` and `HERMIT_MONITOR`), under uhyve
+//! `hermit-usernet`, or the tap device `HERMIT_NETIF` (root).
 
 mod config;
 
@@ -49,8 +50,10 @@ Environment:
   HERMIT_KVM=0            QEMU: use TCG instead of KVM
   HERMIT_DEBUG=1          QEMU: wait for gdb on port 1234
   HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
-  HERMIT_APP_PORT=P[,P...] QEMU, images with a network card: forward host
+  HERMIT_APP_PORT=P[,P...] images with a network card: forward host
                           127.0.0.1:P to the guest's TCP port P
+  HERMIT_NETIF=NAME       uhyve: plug the card into host tap device NAME
+                          instead of user-mode networking (needs root)
   HERMIT_CAPTURE_NET=1    QEMU: write the guest's frames to ./qemu-vlan0.pcap
   HERMIT_MONITOR=1        QEMU: monitor on telnet 127.0.0.1:HERMIT_PORT+1
   HERMIT_PORT=N           base TCP port (default 18766)
@@ -114,15 +117,10 @@ fn network(
     image: &std::path::Path,
     config: &Config,
 ) -> Result<Option<hermit_qemu::NetConfig>, String> {
-    let Ok(bytes) = std::fs::read(image) else {
+    let Some(model) = nic_model(image) else {
         return Ok(None);
     };
-    let Some(model) = hermit_loader::Image::parse(&bytes)
-        .ok()
-        .and_then(|i| i.nic_model())
-    else {
-        return Ok(None);
-    };
+    let model = model.as_str();
     let model = hermit_qemu::NicModel::from_note(model).ok_or_else(|| {
         format!(
             "{} asks for a network card of model {model:?}, which is not supported (rtl8139, virtio-net)",
@@ -134,6 +132,45 @@ fn network(
     net.capture = config.capture_net.then(|| PathBuf::from("qemu-vlan0.pcap"));
     net.monitor_port = config.monitor_port;
     Ok(Some(net))
+}
+
+/// The card model the image's `.note.hermit` asks for, if any (unreadable
+/// or malformed images are reported by the runner).
+fn nic_model(image: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(image).ok()?;
+    hermit_loader::Image::parse(&bytes)
+        .ok()?
+        .nic_model()
+        .map(str::to_owned)
+}
+
+/// uhyve's card for an image whose note asks for one: virtio-net on the
+/// tap device `HERMIT_NETIF`, or on user-mode networking with the
+/// `HERMIT_APP_PORT` forwards.
+fn uhyve_network(
+    image: &std::path::Path,
+    config: &Config,
+) -> Result<Option<uhyve::NetConfig>, String> {
+    let Some(model) = nic_model(image) else {
+        if config.netif.is_some() || !config.app_ports.is_empty() {
+            eprintln!(
+                "proxy: warning: {} has no network card (build it with the hermit feature virtio-net); HERMIT_NETIF/HERMIT_APP_PORT ignored",
+                image.display()
+            );
+        }
+        return Ok(None);
+    };
+    if model != "virtio-net" {
+        return Err(format!(
+            "{} is built for a {model} card, but uhyve offers virtio-net (use the hermit feature virtio-net, or HERMIT_ISLE=qemu)",
+            image.display()
+        ));
+    }
+    let backend = match &config.netif {
+        Some(name) => uhyve::NetBackend::Tap(name.clone()),
+        None => uhyve::NetBackend::User(uhyve::net::user_config(&config.app_ports)),
+    };
+    Ok(Some(uhyve::NetConfig::new(backend)))
 }
 
 fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
@@ -159,7 +196,8 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 cmdline: config.cmdline(),
                 mounts: config.mounts.clone(),
             };
-            let outcome = uhyve::run(&vm).map_err(|e| e.to_string())?;
+            let net = uhyve_network(&vm.image, &config)?;
+            let outcome = uhyve::run_with_net(&vm, net).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)
         }
         Isle::Qemu => {
