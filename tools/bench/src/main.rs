@@ -8,8 +8,8 @@
 //!   build of the thread benchmarks alone ([`native`]); `threads` runs it.
 //! - `hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg]
 //!   [--only LIST]`: the whole suite (boot, threads, basic, hourglass,
-//!   STREAM, footprint) with tables, `results.json` and SVG plots ([`suite`]).
-//! - `hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]`: the
+//!   STREAM, file I/O, footprint) with tables, `results.json` and SVG plots ([`suite`]).
+//! - `hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]`: the
 //!   native build of the `bench-core` benchmarks ([`native_core`]); `all`
 //!   runs it.
 //!
@@ -30,7 +30,7 @@ const USAGE: &str = "usage: hermit-bench boot [--runs N] [--tcg]\n       \
     hermit-bench threads [--runs N] [--cpus N] [--tcg] [-- BENCH ARGS...]\n       \
     hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]\n       \
     hermit-bench native-threads [--cpus N] [BENCH ARGS...]\n       \
-    hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]";
+    hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
