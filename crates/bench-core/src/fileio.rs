@@ -278,7 +278,7 @@ fn sequential_read<P: Platform>(path: &str, buf: &mut [u8], total: usize) -> Res
 /// cycles of each call to `out`.
 fn small_calls<P: Platform>(path: &str, n: u32, out: &mut [Vec<f64>; 3]) -> Result<(), Error> {
     let mut file = <P::Fs as FileSystem>::create(path).map_err(|e| io("creating", path, e))?;
-    let byte = [b'x'];
+    let byte = *b"x";
     for _ in 0..n {
         let start = P::cycles();
         let r = <P::Fs as FileSystem>::write(&mut file, &byte);
