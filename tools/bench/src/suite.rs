@@ -57,22 +57,118 @@ const FILEIO_GOALS: [(&str, &str, f64, bool); 3] = [
     ("fileio-read", "MB/s", 0.9, true),
 ];
 
-/// How many VM exits one file call costs, per guest platform, and how we
-/// know: this host's KVM statistics (debugfs `kvm/exits`) refuse reads,
-/// so nothing is counted.
+/// How VM exits per file call come about, per guest platform; the rows
+/// `fileio-exits-*` measure them (see [`fileio_exits`]).
 const FILEIO_EXITS: [(&str, &str); 3] = [
     (
         "uhyve",
-        "1 by construction: every file call is one `Fs` hypercall, a single port write \
-         the host serves in that exit (data moves in guest memory directly)",
+        "one `Fs` hypercall per call, a single port write the host serves in that exit \
+         (data moves in guest memory directly); counted by KVM for vCPU 0 (rows fileio-*exits*, \
+         differences between runs)",
     ),
     (
         "qemu-kvm",
-        "not counted: one virtio console request per call (at least a queue notify exit and \
-         the reply's interrupt), chunked at 64 KiB",
+        "one virtio console request per call (a queue notify, the reply's interrupt), \
+         at most 64 KiB each; not counted: KVM serves a vCPU's statistics only to the \
+         process that created it, and debugfs's kvm files refuse reads here",
     ),
     ("qemu-tcg", "none: TCG has no VM exits"),
 ];
+
+/// The runs [`fileio_exits`] compares: (MiB written and read, small calls
+/// of each of the three kinds).
+const EXIT_RUNS: [(u32, u32); 3] = [(1, 50), (1, 550), (9, 50)];
+
+/// VM exits per file call under uhyve, counted by KVM for vCPU 0
+/// (`hermit-bench uhyve-exits`, [`crate::exits`]): three guest runs that
+/// differ only in the number of small calls or in the file size, so that
+/// boot, open, close and removal cancel out. Figures per call:
+/// `fileio-exits-1` (all exits, per 1-byte call), `fileio-exits-64k` (per
+/// 64 KiB sequential `write` or `read`), and the same for the guest
+/// instructions KVM emulated (`fileio-emulated-*`: on this host's KVM,
+/// every CPL 0 instruction). Added to the uhyve column of `p`, once
+/// per run; a failure is one line on stderr and no figure. QEMU's exits
+/// cannot be counted this way (see [`crate::exits`]).
+fn fileio_exits(p: &mut Program, runs: usize) {
+    let Some(col) = p
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "uhyve" && c.unavailable.is_none())
+    else {
+        return;
+    };
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let image = target_dir()
+        .join("x86_64-unknown-none/release")
+        .join(p.image);
+    let mount = format!("{}:{FILEIO_GUEST_DIR}", fileio_dir().display());
+    for run in 0..runs {
+        eprint!("fileio exits {}/{runs} on uhyve ... ", run + 1);
+        let mut counts = Vec::new();
+        for (mib, small) in EXIT_RUNS {
+            let mut c = Command::new(&me);
+            c.args(["uhyve-exits", "--mount", &mount])
+                .arg(&image)
+                .args(["fileio", FILEIO_GUEST_DIR, "--total-mib"])
+                .arg(mib.to_string())
+                .args(["--chunk-kib", "64", "--small"])
+                .arg(small.to_string())
+                .args(["--reps", "1"]);
+            match run_case(&mut c, p.limit) {
+                Ok(stdout) => counts.push(crate::exits::parse(&stdout)),
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    break;
+                }
+            }
+        }
+        let [a, b, c] = counts.as_slice() else {
+            continue;
+        };
+        let diff = |x: &BTreeMap<String, u64>, key: &str| -> Option<f64> {
+            Some(*x.get(key)? as f64 - *a.get(key)? as f64)
+        };
+        let small_calls = 3.0 * f64::from(EXIT_RUNS[1].1 - EXIT_RUNS[0].1);
+        let big_calls = 2.0 * f64::from((EXIT_RUNS[2].0 - EXIT_RUNS[0].0) * 1024 / 64);
+        let figures = [
+            (
+                "fileio-exits-1",
+                "exits",
+                diff(b, "exits").map(|d| d / small_calls),
+            ),
+            (
+                "fileio-exits-64k",
+                "exits",
+                diff(c, "exits").map(|d| d / big_calls),
+            ),
+            (
+                "fileio-emulated-1",
+                "insns",
+                diff(b, "insn_emulation").map(|d| d / small_calls),
+            ),
+            (
+                "fileio-emulated-64k",
+                "insns",
+                diff(c, "insn_emulation").map(|d| d / big_calls),
+            ),
+        ];
+        eprintln!(
+            "{} exits per 1-byte call, {} per 64 KiB call",
+            figures[0].2.map_or("-".into(), figure),
+            figures[1].2.map_or("-".into(), figure)
+        );
+        if col.runs.len() <= run {
+            col.runs.push(Default::default());
+        }
+        for (name, unit, v) in figures {
+            if let Some(v) = v {
+                col.runs[run].figures.insert((name.into(), unit.into()), v);
+            }
+        }
+    }
+}
 
 /// Why `all` could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +535,16 @@ fn programs(o: &Options) -> Vec<Program> {
                 ["cycles", "ns"]
                     .into_iter()
                     .flat_map(|u| bench_core::fileio::SMALL.iter().map(move |n| (n.to_string(), u))),
+            )
+            .chain(
+                [
+                    ("fileio-exits-1", "exits"),
+                    ("fileio-exits-64k", "exits"),
+                    ("fileio-emulated-1", "insns"),
+                    ("fileio-emulated-64k", "insns"),
+                ]
+                .into_iter()
+                .map(|(n, u)| (n.to_string(), u)),
             )
             .collect(),
         columns: Vec::new(),
@@ -966,6 +1072,9 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
         None
     };
     run_programs(&mut programs, o.runs);
+    if let Some(p) = programs.iter_mut().find(|p| p.name == "fileio") {
+        fileio_exits(p, o.runs);
+    }
     if let Some(dir) = &fileio
         && let Err(e) = std::fs::remove_dir_all(dir)
     {
