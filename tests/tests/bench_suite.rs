@@ -340,7 +340,23 @@ fn suite_quick_fileio() {
     }
     if boot_tests::Hypervisor::Uhyve.unavailable().is_none() {
         assert!(stdout.contains("uhyve: fileio-write-1 "), "{stdout}");
-        assert!(stdout.contains("uhyve: 1 by construction"), "{stdout}");
+        assert!(
+            stdout.contains("uhyve: one `Fs` hypercall per call"),
+            "{stdout}"
+        );
+        // KVM's own count of exits and emulated instructions per call.
+        for row in ["fileio-exits-1 (exits)", "fileio-emulated-1 (insns)"] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("| {row} ")))
+                .unwrap_or_else(|| panic!("no row {row}:\n{stdout}"));
+            let uhyve: f64 = line
+                .split('|')
+                .nth(3)
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no uhyve figure in {line:?}"));
+            assert!(uhyve > 0.0, "{line}");
+        }
     } else {
         eprintln!("SKIPPED: suite_quick_fileio: uhyve column (no usable /dev/kvm)");
     }
@@ -359,6 +375,9 @@ fn suite_quick_fileio() {
         "\"exits_per_call\"",
     ] {
         assert!(json.contains(key), "results.json has no {key}:\n{json}");
+    }
+    if boot_tests::Hypervisor::Uhyve.unavailable().is_none() {
+        assert!(json.contains("\"fileio-exits-1 exits\""), "{json}");
     }
     let svg = std::fs::read_to_string(out_dir.join("fileio.svg")).expect("fileio.svg");
     assert!(svg.starts_with("<svg "), "{svg}");
