@@ -20,8 +20,10 @@ use serde_json::{Value, json};
 use crate::threads::{Column, parse_output, run_case};
 use crate::{boot, footprint, svg, target_dir};
 
-/// What to build before `all`.
-pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p pvh-loader -p hermit-bench -p hello -p benchmarks && cargo build --release -p bench-threads";
+/// What to build before `all` (host tools and kernel images in separate
+/// commands: cargo unifies features across one command, and the host side
+/// turns on `std` in crates the kernel shares).
+pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p pvh-loader -p hello -p benchmarks && cargo build --release -p bench-threads";
 
 const USAGE: &str =
     "usage: hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]";
