@@ -1,8 +1,10 @@
 //! Smoke tests of the benchmark suite (issue 7): the `benchmarks` app
 //! prints every expected `bench` line with tiny sizes under uhyve and QEMU,
 //! and `hermit-bench all --quick` prints every table and writes
-//! `results.json` (with every benchmark's key) and the SVG plots. Figures
-//! are never judged: speed is read from the output, not asserted.
+//! `results.json` (with every benchmark's key) and the SVG plots; the file
+//! I/O benchmark (issue 4) runs in a mapped host directory and cleans up
+//! after itself. Figures are never judged: speed is read from the output,
+//! not asserted.
 
 use std::process::Command;
 use std::time::Duration;
@@ -115,6 +117,66 @@ fn bad_argument(hv: Hypervisor) {
     }
 }
 
+/// A fresh host directory for one test.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bench-suite-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("cannot create a temp dir");
+    dir
+}
+
+/// `fileio` in a mapped host directory prints every figure and leaves the
+/// directory as it found it.
+fn fileio(hv: Hypervisor) {
+    if !require(hv, "benchmarks fileio") {
+        return;
+    }
+    let dir = temp_dir(&format!("fileio-{}", hv.isle()));
+    let mount = format!("{}:/bench", dir.display());
+    let args = [
+        "fileio",
+        "/bench",
+        "--total-mib",
+        "1",
+        "--chunk-kib",
+        "64",
+        "--small",
+        "5",
+        "--reps",
+        "1",
+    ];
+    let out = proxy(hv, "benchmarks", &args, &[("HERMIT_MOUNT", &mount)]);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("info fileio file=/bench/hermit-bench-fileio.dat total-mib=1 "),
+        "{out:?}"
+    );
+    for name in ["fileio-write", "fileio-read"] {
+        assert!(expect(&out.stdout, name, "MB/s") > 0.0, "{out:?}");
+    }
+    for name in ["fileio-write-1", "fileio-pwrite-1", "fileio-pread-1"] {
+        assert!(expect(&out.stdout, name, "cycles") > 0.0, "{out:?}");
+        expect(&out.stdout, name, "ns");
+    }
+    let left: Vec<_> = std::fs::read_dir(&dir).expect("read_dir").collect();
+    assert!(left.is_empty(), "fileio left files behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A directory the guest cannot reach is a clean failure (status 1).
+fn fileio_unmapped(hv: Hypervisor) {
+    if !require(hv, "benchmarks fileio unmapped") {
+        return;
+    }
+    let out = proxy(hv, "benchmarks", &["fileio", "/not-mapped"], &[]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("file error: creating /not-mapped/"),
+        "{out:?}"
+    );
+}
+
 macro_rules! per_hypervisor {
     ($hv:ident) => {
         #[test]
@@ -132,6 +194,14 @@ macro_rules! per_hypervisor {
         #[test]
         fn stream_out_of_memory() {
             super::stream_out_of_memory(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn fileio() {
+            super::fileio(boot_tests::Hypervisor::$hv);
+        }
+        #[test]
+        fn fileio_unmapped() {
+            super::fileio_unmapped(boot_tests::Hypervisor::$hv);
         }
         #[test]
         fn bad_argument() {
@@ -153,14 +223,7 @@ mod qemu {
 /// (a missing one is a column of `-`), so it never skips.
 #[test]
 fn suite_quick() {
-    built();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .current_dir(workspace())
-        .args(["build", "--release", "-p", "hermit-bench"])
-        .status()
-        .expect("cannot run cargo");
-    assert!(status.success(), "building hermit-bench failed");
+    build_hermit_bench();
     let out_dir = std::env::temp_dir().join(format!("bench-suite-{}", std::process::id()));
     let mut cmd = Command::new(target_dir().join("release/hermit-bench"));
     cmd.args(["all", "--quick", "--runs", "1", "--out"])
@@ -173,6 +236,7 @@ fn suite_quick() {
         "## basic:",
         "## hourglass:",
         "## stream:",
+        "## fileio:",
         "## footprint",
         "| kernel-call (ns) ",
         "| hourglass-max (cycles) ",
@@ -197,6 +261,7 @@ fn suite_quick() {
         "\"basic\"",
         "\"hourglass\"",
         "\"stream\"",
+        "\"fileio\"",
         "\"footprint\"",
         "\"hello_image_bytes\"",
         "\"min_hermit_mem_mib\"",
@@ -217,5 +282,104 @@ fn suite_quick() {
         out_dir.join(".gitignore").exists(),
         "no .gitignore in the output"
     );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// The guest images and `hermit-bench` itself.
+fn build_hermit_bench() {
+    built();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "-p", "hermit-bench"])
+        .status()
+        .expect("cannot run cargo");
+    assert!(status.success(), "building hermit-bench failed");
+}
+
+/// `hermit-bench all --quick --only fileio`: the fileio table with a
+/// native figure in every row, the goal and exit lines, its part of
+/// `results.json` and its plot; the host directory is gone afterwards.
+/// Guests that cannot run here are columns of `-` (said on stdout), so
+/// the test still checks the native column and the output's shape.
+#[test]
+fn suite_quick_fileio() {
+    build_hermit_bench();
+    let out_dir = std::env::temp_dir().join(format!("bench-suite-fileio-{}", std::process::id()));
+    let mut cmd = Command::new(target_dir().join("release/hermit-bench"));
+    cmd.args(["all", "--quick", "--runs", "1", "--only", "fileio", "--out"])
+        .arg(&out_dir);
+    let out = run_with_limit(cmd, Duration::from_secs(300));
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let stdout = &out.stdout;
+    for heading in [
+        "## fileio: file I/O in a host directory",
+        "goals (issue 4): a 1-byte write within 2x of native",
+        "VM exits per file call:",
+    ] {
+        assert!(stdout.contains(heading), "no {heading:?}:\n{stdout}");
+    }
+    for row in [
+        "fileio-write (MB/s)",
+        "fileio-read (MB/s)",
+        "fileio-write-1 (cycles)",
+        "fileio-pwrite-1 (cycles)",
+        "fileio-pread-1 (cycles)",
+        "fileio-write-1 (ns)",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {row} ")))
+            .unwrap_or_else(|| panic!("no row {row}:\n{stdout}"));
+        let native: f64 = line
+            .split('|')
+            .nth(2)
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no native figure in {line:?}"));
+        assert!(native > 0.0, "{line}");
+    }
+    if boot_tests::Hypervisor::Uhyve.unavailable().is_none() {
+        assert!(stdout.contains("uhyve: fileio-write-1 "), "{stdout}");
+        assert!(
+            stdout.contains("uhyve: one `Fs` hypercall per call"),
+            "{stdout}"
+        );
+        // KVM's own count of exits and emulated instructions per call.
+        for row in ["fileio-exits-1 (exits)", "fileio-emulated-1 (insns)"] {
+            let line = stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("| {row} ")))
+                .unwrap_or_else(|| panic!("no row {row}:\n{stdout}"));
+            let uhyve: f64 = line
+                .split('|')
+                .nth(3)
+                .and_then(|c| c.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no uhyve figure in {line:?}"));
+            assert!(uhyve > 0.0, "{line}");
+        }
+    } else {
+        eprintln!("SKIPPED: suite_quick_fileio: uhyve column (no usable /dev/kvm)");
+    }
+    let dir = stdout
+        .split("host directory (")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .expect("the fileio heading names its directory");
+    assert!(!std::path::Path::new(dir).exists(), "{dir} was not removed");
+    let json = std::fs::read_to_string(out_dir.join("results.json")).expect("results.json");
+    for key in [
+        "\"fileio\"",
+        "\"fileio-write MB/s\"",
+        "\"fileio-write-1 cycles\"",
+        "\"goals\"",
+        "\"exits_per_call\"",
+    ] {
+        assert!(json.contains(key), "results.json has no {key}:\n{json}");
+    }
+    if boot_tests::Hypervisor::Uhyve.unavailable().is_none() {
+        assert!(json.contains("\"fileio-exits-1 exits\""), "{json}");
+    }
+    let svg = std::fs::read_to_string(out_dir.join("fileio.svg")).expect("fileio.svg");
+    assert!(svg.starts_with("<svg "), "{svg}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }

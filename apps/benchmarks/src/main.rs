@@ -5,10 +5,15 @@
 //! benchmarks basic [--reps N] [--iters N] [--touch-mib N] [BENCH...]
 //! benchmarks hourglass [--ms N] [--threshold CYCLES]
 //! benchmarks stream [--elements N] [--ntimes N]
+//! benchmarks fileio DIR [--total-mib N] [--chunk-kib N] [--small N] [--reps N]
 //! ```
 //!
+//! `fileio` needs DIR to be a host directory mapped with `HERMIT_MOUNT`
+//! (e.g. `HERMIT_MOUNT=/tmp/x:/bench`, DIR `/bench`) to measure host file
+//! I/O; on `/tmp` it measures the in-memory file system.
+//!
 //! Exit status 2 for a bad argument, 1 when a benchmark fails (out of
-//! memory, a failed check). Built without `smp`: one CPU is all these need.
+//! memory, a failed check, a file error). Built without `smp`: one CPU is all these need.
 #![no_std]
 #![no_main]
 
@@ -17,8 +22,11 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::fmt;
 
+use alloc::string::{String, ToString};
+use bench_core::fileio::FileSystem;
 use bench_core::{Command, Error, Platform};
 use hermit::console::{self, Stream};
+use hermit::fs::File;
 use hermit::{eprintln, println};
 
 hermit::entry!(main);
@@ -46,6 +54,9 @@ impl Platform for Hermit {
     const KERNEL_CALL: &'static str = "hermit::thread::current_id";
     const WRITE_SINK: &'static str = "stderr(console-hypercall-or-serial)";
     const MEMORY_NOTE: &'static str = "heap-frames-mapped-at-boot,zeroed-at-allocation";
+    const FILE_CALLS: &'static str =
+        "hermit::fs(uhyve:one-Fs-hypercall-per-call,qemu:one-virtio-console-request-per-call)";
+    type Fs = HermitFs;
 
     fn now_ns() -> u64 {
         hermit::time::monotonic_ns()
@@ -75,5 +86,42 @@ impl Platform for Hermit {
 
     fn print(line: fmt::Arguments<'_>) {
         println!("{line}");
+    }
+}
+
+/// `hermit::fs` as the benchmark's files.
+struct HermitFs;
+
+impl FileSystem for HermitFs {
+    type File = File;
+
+    fn create(path: &str) -> Result<File, String> {
+        use hermit::fs::OpenFlags;
+        let flags = OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::TRUNC;
+        File::open_with(path, flags, 0o644).map_err(|e| e.to_string())
+    }
+
+    fn open(path: &str) -> Result<File, String> {
+        File::open(path).map_err(|e| e.to_string())
+    }
+
+    fn write(file: &mut File, buf: &[u8]) -> Result<usize, String> {
+        file.write(buf).map_err(|e| e.to_string())
+    }
+
+    fn read(file: &mut File, buf: &mut [u8]) -> Result<usize, String> {
+        file.read(buf).map_err(|e| e.to_string())
+    }
+
+    fn write_at(file: &mut File, buf: &[u8], offset: u64) -> Result<usize, String> {
+        file.write_at(buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn read_at(file: &mut File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
+        file.read_at(buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn remove(path: &str) -> Result<(), String> {
+        hermit::fs::remove_file(path).map_err(|e| e.to_string())
     }
 }

@@ -8,7 +8,9 @@
 //!   `basic.c`);
 //! - [`hourglass`]: gaps in a tight `rdtsc` loop, i.e. OS noise (the seed's
 //!   `hg.c`);
-//! - [`stream`]: STREAM copy, scale, add and triad bandwidth.
+//! - [`stream`]: STREAM copy, scale, add and triad bandwidth;
+//! - [`fileio`]: sequential file write/read throughput and the cost of one
+//!   small file call (issue 4), through [`fileio::FileSystem`].
 //!
 //! Everything platform-specific (clocks, the kernel entry, yield, the
 //! write) goes through [`Platform`]; memory comes from the global allocator
@@ -26,6 +28,7 @@
 extern crate alloc;
 
 pub mod basic;
+pub mod fileio;
 pub mod hourglass;
 pub mod stream;
 
@@ -42,6 +45,10 @@ pub trait Platform: 'static {
     const WRITE_SINK: &'static str;
     /// How zeroed memory from the allocator gets its frames, for the report.
     const MEMORY_NOTE: &'static str;
+    /// Where a file call goes (e.g. "hypercall" or "syscall"), for the report.
+    const FILE_CALLS: &'static str;
+    /// The platform's files, for [`fileio`].
+    type Fs: fileio::FileSystem;
 
     /// Monotonic time in nanoseconds.
     fn now_ns() -> u64;
@@ -69,6 +76,8 @@ pub enum Error {
     Memory(String),
     /// A benchmark's own check failed (wrong STREAM results, a failed write).
     Check(String),
+    /// A file operation failed (`fileio`).
+    Io(String),
 }
 
 impl fmt::Display for Error {
@@ -77,13 +86,15 @@ impl fmt::Display for Error {
             Self::Usage(m) => write!(f, "usage: {m}"),
             Self::Memory(m) => write!(f, "out of memory: {m}"),
             Self::Check(m) => write!(f, "check failed: {m}"),
+            Self::Io(m) => write!(f, "file error: {m}"),
         }
     }
 }
 
 /// The argument syntax, for messages.
 pub const USAGE: &str = "basic [--reps N] [--iters N] [--touch-mib N] [BENCH...] | \
-    hourglass [--ms N] [--threshold CYCLES] | stream [--elements N] [--ntimes N]";
+    hourglass [--ms N] [--threshold CYCLES] | stream [--elements N] [--ntimes N] | \
+    fileio DIR [--total-mib N] [--chunk-kib N] [--small N] [--reps N]";
 
 /// A parsed command line: which benchmark, with what settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +105,8 @@ pub enum Command {
     Hourglass(hourglass::Config),
     /// `stream ...`.
     Stream(stream::Config),
+    /// `fileio DIR ...`.
+    FileIo(fileio::Config),
 }
 
 impl Command {
@@ -104,6 +117,7 @@ impl Command {
             Some("basic") => basic::Config::parse(it).map(Command::Basic),
             Some("hourglass") => hourglass::Config::parse(it).map(Command::Hourglass),
             Some("stream") => stream::Config::parse(it).map(Command::Stream),
+            Some("fileio") => fileio::Config::parse(it).map(Command::FileIo),
             Some(other) => Err(Error::Usage(alloc::format!(
                 "unknown benchmark {other:?}; {USAGE}"
             ))),
@@ -118,6 +132,7 @@ pub fn run<P: Platform>(cmd: &Command) -> Result<(), Error> {
         Command::Basic(c) => basic::run::<P>(c),
         Command::Hourglass(c) => hourglass::run::<P>(c),
         Command::Stream(c) => stream::run::<P>(c),
+        Command::FileIo(c) => fileio::run::<P>(c),
     }
 }
 
@@ -159,6 +174,40 @@ pub(crate) mod fake {
     /// Prints into a per-test-thread buffer.
     pub struct Fake;
 
+    /// `std::fs` as the fake platform's files.
+    pub struct StdFs;
+
+    impl crate::fileio::FileSystem for StdFs {
+        type File = std::fs::File;
+        fn create(path: &str) -> Result<Self::File, String> {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(|e| e.to_string())
+        }
+        fn open(path: &str) -> Result<Self::File, String> {
+            std::fs::File::open(path).map_err(|e| e.to_string())
+        }
+        fn write(file: &mut Self::File, buf: &[u8]) -> Result<usize, String> {
+            std::io::Write::write(file, buf).map_err(|e| e.to_string())
+        }
+        fn read(file: &mut Self::File, buf: &mut [u8]) -> Result<usize, String> {
+            std::io::Read::read(file, buf).map_err(|e| e.to_string())
+        }
+        fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
+            std::os::unix::fs::FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
+        }
+        fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
+            std::os::unix::fs::FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
+        }
+        fn remove(path: &str) -> Result<(), String> {
+            std::fs::remove_file(path).map_err(|e| e.to_string())
+        }
+    }
+
     /// Takes what this thread printed so far.
     pub fn take_output() -> Vec<String> {
         OUT.with(|o| std::mem::take(&mut *o.borrow_mut()))
@@ -173,6 +222,8 @@ pub(crate) mod fake {
         const KERNEL_CALL: &'static str = "fake";
         const WRITE_SINK: &'static str = "nowhere";
         const MEMORY_NOTE: &'static str = "std";
+        const FILE_CALLS: &'static str = "std::fs";
+        type Fs = StdFs;
         fn now_ns() -> u64 {
             start().elapsed().as_nanos() as u64
         }
@@ -212,6 +263,10 @@ mod tests {
         assert!(matches!(
             Command::parse(["stream", "--elements", "1000"]),
             Ok(Command::Stream(_))
+        ));
+        assert!(matches!(
+            Command::parse(["fileio", "/bench"]),
+            Ok(Command::FileIo(_))
         ));
         assert!(matches!(Command::parse([]), Err(Error::Usage(_))));
         assert!(matches!(Command::parse(["nope"]), Err(Error::Usage(_))));

@@ -8,10 +8,13 @@
 //!   build of the thread benchmarks alone ([`native`]); `threads` runs it.
 //! - `hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg]
 //!   [--only LIST]`: the whole suite (boot, threads, basic, hourglass,
-//!   STREAM, footprint) with tables, `results.json` and SVG plots ([`suite`]).
-//! - `hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]`: the
+//!   STREAM, file I/O, footprint) with tables, `results.json` and SVG plots ([`suite`]).
+//! - `hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]`: the
 //!   native build of the `bench-core` benchmarks ([`native_core`]); `all`
 //!   runs it.
+//! - `hermit-bench uhyve-exits [--mount HOST:GUEST] IMAGE [ARGS...]`: runs
+//!   an image under uhyve in this process and prints vCPU 0's KVM exit
+//!   counters ([`exits`]); `all` uses it for `fileio`.
 //!
 //! Figures, not pass/fail: speed goals are judged by reading them, never by
 //! timed tests.
@@ -19,6 +22,7 @@
 use std::path::{Path, PathBuf};
 
 mod boot;
+mod exits;
 mod footprint;
 mod native;
 mod native_core;
@@ -30,7 +34,8 @@ const USAGE: &str = "usage: hermit-bench boot [--runs N] [--tcg]\n       \
     hermit-bench threads [--runs N] [--cpus N] [--tcg] [-- BENCH ARGS...]\n       \
     hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]\n       \
     hermit-bench native-threads [--cpus N] [BENCH ARGS...]\n       \
-    hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]";
+    hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]\n       \
+    hermit-bench uhyve-exits [--mount HOST:GUEST] IMAGE [ARGS...]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +46,10 @@ fn main() {
         Some("native-threads") => native::main(rest),
         Some("all") => suite::main(rest).map_err(|e| e.to_string()),
         Some("native") => native_core::main(rest),
+        Some("uhyve-exits") => match exits::main(rest) {
+            Ok(status) => std::process::exit(status),
+            Err(e) => Err(e.to_string()),
+        },
         _ => Err(USAGE.into()),
     };
     if let Err(e) = result {

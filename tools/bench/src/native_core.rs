@@ -1,4 +1,4 @@
-//! `hermit-bench native [--cpu N] basic|hourglass|stream [ARGS...]`: the
+//! `hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]`: the
 //! `bench-core` benchmarks as a native Linux program, the baseline column
 //! of `hermit-bench all`.
 //!
@@ -7,12 +7,18 @@
 //! kernel entry at all); the write is `write(2)` of one byte to stderr,
 //! which the runner drains like a guest's; memory comes from glibc malloc,
 //! which maps large regions lazily (the mmap threshold is pinned at
-//! 128 KiB, so that every repetition gets fresh pages).
+//! 128 KiB, so that every repetition gets fresh pages); files are
+//! `std::fs::File` (one `write(2)`/`read(2)`/`pwrite(2)`/`pread(2)` per
+//! call).
 
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+
+use bench_core::fileio::FileSystem;
 use bench_core::{Command, Platform};
 
 /// Linux with std as a `bench-core` platform.
@@ -49,6 +55,8 @@ impl Platform for LinuxCore {
     const WRITE_SINK: &'static str = "stderr(write(2))";
     const MEMORY_NOTE: &'static str =
         "glibc-malloc,large-regions-mmap-ed,pages-mapped-on-first-touch";
+    const FILE_CALLS: &'static str = "std::fs::File(one-system-call-per-call)";
+    type Fs = StdFs;
 
     fn now_ns() -> u64 {
         u64::try_from(start().elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -84,8 +92,49 @@ impl Platform for LinuxCore {
     }
 }
 
+/// `std::fs` as the native platform's files.
+pub struct StdFs;
+
+impl FileSystem for StdFs {
+    type File = std::fs::File;
+
+    fn create(path: &str) -> Result<Self::File, String> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| e.to_string())
+    }
+
+    fn open(path: &str) -> Result<Self::File, String> {
+        std::fs::File::open(path).map_err(|e| e.to_string())
+    }
+
+    fn write(file: &mut Self::File, buf: &[u8]) -> Result<usize, String> {
+        file.write(buf).map_err(|e| e.to_string())
+    }
+
+    fn read(file: &mut Self::File, buf: &mut [u8]) -> Result<usize, String> {
+        file.read(buf).map_err(|e| e.to_string())
+    }
+
+    fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
+        FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
+        FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn remove(path: &str) -> Result<(), String> {
+        std::fs::remove_file(path).map_err(|e| e.to_string())
+    }
+}
+
 /// Runs one `bench-core` benchmark natively: `args` are
-/// `[--cpu N] basic|hourglass|stream [ARGS...]`; `--cpu N` pins the process
+/// `[--cpu N] basic|hourglass|stream|fileio [ARGS...]`; `--cpu N` pins the process
 /// to the N-th CPU it may use (0-based), as a pinned single-vCPU guest is.
 pub fn main(args: &[String]) -> Result<(), String> {
     let mut rest: &[String] = args;

@@ -1,6 +1,6 @@
 //! `hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg]
 //! [--only LIST]`: every benchmark of issue 7 (boot, threads, basic,
-//! hourglass, STREAM, footprint) natively, under uhyve and under QEMU (KVM,
+//! hourglass, STREAM, footprint) and the file I/O of issue 4 natively, under uhyve and under QEMU (KVM,
 //! and TCG with `--tcg`), several interleaved runs each; prints one table of
 //! medians and ratios per benchmark and writes `DIR/results.json` and SVG
 //! plots (default DIR: `bench-out/`).
@@ -20,22 +20,157 @@ use serde_json::{Value, json};
 use crate::threads::{Column, parse_output, run_case};
 use crate::{boot, footprint, svg, target_dir};
 
-/// What to build before `all`.
-pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p pvh-loader -p hermit-bench -p hello -p benchmarks && cargo build --release -p bench-threads";
+/// What to build before `all` (host tools and kernel images in separate
+/// commands: cargo unifies features across one command, and the host side
+/// turns on `std` in crates the kernel shares).
+pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p pvh-loader -p hello -p benchmarks && cargo build --release -p bench-threads";
 
 const USAGE: &str =
     "usage: hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]";
 
 /// Every part of the suite, in the order it runs.
-pub const PARTS: [&str; 7] = [
+pub const PARTS: [&str; 8] = [
     "boot",
     "threads",
     "basic",
     "hourglass",
     "stream",
     "stream-large",
+    "fileio",
     "footprint",
 ];
+
+/// Where guests see the `fileio` directory (`HERMIT_MOUNT=DIR:/bench`).
+const FILEIO_GUEST_DIR: &str = "/bench";
+
+/// The host directory `fileio` writes into, natively and (mapped) from the
+/// guests: one per `hermit-bench` process, created by [`main`] and removed
+/// when it is done.
+fn fileio_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("hermit-bench-fileio-{}", std::process::id()))
+}
+
+/// What issue 4 asks of `fileio`, per figure: (name, unit, the largest
+/// guest/native ratio that meets the goal, or the smallest when
+/// `at_least`).
+const FILEIO_GOALS: [(&str, &str, f64, bool); 3] = [
+    ("fileio-write-1", "cycles", 2.0, false),
+    ("fileio-write", "MB/s", 0.9, true),
+    ("fileio-read", "MB/s", 0.9, true),
+];
+
+/// How VM exits per file call come about, per guest platform; the rows
+/// `fileio-exits-*` measure them (see [`fileio_exits`]).
+const FILEIO_EXITS: [(&str, &str); 3] = [
+    (
+        "uhyve",
+        "one `Fs` hypercall per call, a single port write the host serves in that exit \
+         (data moves in guest memory directly); counted by KVM for vCPU 0 (rows fileio-*exits*, \
+         differences between runs)",
+    ),
+    (
+        "qemu-kvm",
+        "one virtio console request per call (a queue notify, the reply's interrupt), \
+         at most 64 KiB each; not counted: KVM serves a vCPU's statistics only to the \
+         process that created it, and debugfs's kvm files refuse reads here",
+    ),
+    ("qemu-tcg", "none: TCG has no VM exits"),
+];
+
+/// The runs [`fileio_exits`] compares: (MiB written and read, small calls
+/// of each of the three kinds).
+const EXIT_RUNS: [(u32, u32); 3] = [(1, 50), (1, 550), (9, 50)];
+
+/// VM exits per file call under uhyve, counted by KVM for vCPU 0
+/// (`hermit-bench uhyve-exits`, [`crate::exits`]): three guest runs that
+/// differ only in the number of small calls or in the file size, so that
+/// boot, open, close and removal cancel out. Figures per call:
+/// `fileio-exits-1` (all exits, per 1-byte call), `fileio-exits-64k` (per
+/// 64 KiB sequential `write` or `read`), and the same for the guest
+/// instructions KVM emulated (`fileio-emulated-*`: on this host's KVM,
+/// every CPL 0 instruction). Added to the uhyve column of `p`, once
+/// per run; a failure is one line on stderr and no figure. QEMU's exits
+/// cannot be counted this way (see [`crate::exits`]).
+fn fileio_exits(p: &mut Program, runs: usize) {
+    let Some(col) = p
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "uhyve" && c.unavailable.is_none())
+    else {
+        return;
+    };
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let image = target_dir()
+        .join("x86_64-unknown-none/release")
+        .join(p.image);
+    let mount = format!("{}:{FILEIO_GUEST_DIR}", fileio_dir().display());
+    for run in 0..runs {
+        eprint!("fileio exits {}/{runs} on uhyve ... ", run + 1);
+        let mut counts = Vec::new();
+        for (mib, small) in EXIT_RUNS {
+            let mut c = Command::new(&me);
+            c.args(["uhyve-exits", "--mount", &mount])
+                .arg(&image)
+                .args(["fileio", FILEIO_GUEST_DIR, "--total-mib"])
+                .arg(mib.to_string())
+                .args(["--chunk-kib", "64", "--small"])
+                .arg(small.to_string())
+                .args(["--reps", "1"]);
+            match run_case(&mut c, p.limit) {
+                Ok(stdout) => counts.push(crate::exits::parse(&stdout)),
+                Err(e) => {
+                    eprintln!("failed: {e}");
+                    break;
+                }
+            }
+        }
+        let [a, b, c] = counts.as_slice() else {
+            continue;
+        };
+        let diff = |x: &BTreeMap<String, u64>, key: &str| -> Option<f64> {
+            Some(*x.get(key)? as f64 - *a.get(key)? as f64)
+        };
+        let small_calls = 3.0 * f64::from(EXIT_RUNS[1].1 - EXIT_RUNS[0].1);
+        let big_calls = 2.0 * f64::from((EXIT_RUNS[2].0 - EXIT_RUNS[0].0) * 1024 / 64);
+        let figures = [
+            (
+                "fileio-exits-1",
+                "exits",
+                diff(b, "exits").map(|d| d / small_calls),
+            ),
+            (
+                "fileio-exits-64k",
+                "exits",
+                diff(c, "exits").map(|d| d / big_calls),
+            ),
+            (
+                "fileio-emulated-1",
+                "insns",
+                diff(b, "insn_emulation").map(|d| d / small_calls),
+            ),
+            (
+                "fileio-emulated-64k",
+                "insns",
+                diff(c, "insn_emulation").map(|d| d / big_calls),
+            ),
+        ];
+        eprintln!(
+            "{} exits per 1-byte call, {} per 64 KiB call",
+            figures[0].2.map_or("-".into(), figure),
+            figures[1].2.map_or("-".into(), figure)
+        );
+        if col.runs.len() <= run {
+            col.runs.push(Default::default());
+        }
+        for (name, unit, v) in figures {
+            if let Some(v) = v {
+                col.runs[run].figures.insert((name.into(), unit.into()), v);
+            }
+        }
+    }
+}
 
 /// Why `all` could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -346,7 +481,7 @@ fn programs(o: &Options) -> Vec<Program> {
             name: "stream-large",
             about: "STREAM, 3 arrays of 10,000,000 f64 (76 MiB each, beyond the caches), best of 9 passes, MB/s".into(),
             image: "benchmarks",
-            native_args: [pin_native, large.clone()].concat(),
+            native_args: [pin_native.clone(), large.clone()].concat(),
             guest_args: large,
             guest_env: env,
             excluded: vec![("uhyve", slow.clone()), ("qemu-kvm", slow)],
@@ -356,8 +491,103 @@ fn programs(o: &Options) -> Vec<Program> {
             commands: Vec::new(),
         });
     }
+    let (total, small, reps) = if quick {
+        ("8", "100", "1")
+    } else {
+        ("64", "1000", "3")
+    };
+    let fileio_opts = strings(&[
+        "--total-mib",
+        total,
+        "--chunk-kib",
+        "64",
+        "--small",
+        small,
+        "--reps",
+        reps,
+    ]);
+    let dir = fileio_dir();
+    let mut env = pin_guest;
+    env.push((
+        "HERMIT_MOUNT",
+        format!("{}:{FILEIO_GUEST_DIR}", dir.display()),
+    ));
+    list.push(Program {
+        name: "fileio",
+        about: format!(
+            "file I/O in a host directory ({}; guests: HERMIT_MOUNT), {total} MiB in 64 KiB \
+             calls, MB/s median of {reps}; 1-byte calls: median cycles of {small} x {reps}, 1 CPU, pinned",
+            dir.display()
+        ),
+        image: "benchmarks",
+        native_args: [
+            pin_native,
+            vec!["fileio".into(), dir.display().to_string()],
+            fileio_opts.clone(),
+        ]
+        .concat(),
+        guest_args: [vec!["fileio".into(), FILEIO_GUEST_DIR.into()], fileio_opts].concat(),
+        guest_env: env,
+        excluded: Vec::new(),
+        limit,
+        rows: bench_core::fileio::THROUGHPUT
+            .iter()
+            .map(|n| (n.to_string(), "MB/s"))
+            .chain(
+                ["cycles", "ns"]
+                    .into_iter()
+                    .flat_map(|u| bench_core::fileio::SMALL.iter().map(move |n| (n.to_string(), u))),
+            )
+            .chain(
+                [
+                    ("fileio-exits-1", "exits"),
+                    ("fileio-exits-64k", "exits"),
+                    ("fileio-emulated-1", "insns"),
+                    ("fileio-emulated-64k", "insns"),
+                ]
+                .into_iter()
+                .map(|(n, u)| (n.to_string(), u)),
+            )
+            .collect(),
+        columns: Vec::new(),
+        commands: Vec::new(),
+    });
     list.retain(|p| o.only.contains(&p.name));
     list
+}
+
+/// One line per guest column: each of [`FILEIO_GOALS`] as the ratio to
+/// native and whether it meets the goal.
+pub fn fileio_goals(columns: &[Column]) -> Vec<String> {
+    let Some(native) = columns.first() else {
+        return Vec::new();
+    };
+    columns
+        .iter()
+        .skip(1)
+        .filter(|c| c.unavailable.is_none())
+        .map(|c| {
+            let parts: Vec<String> = FILEIO_GOALS
+                .iter()
+                .map(|&(name, unit, goal, at_least)| {
+                    let op = if at_least { ">=" } else { "<=" };
+                    match (native.median(name, unit), c.median(name, unit)) {
+                        (Some(b), Some(v)) if b > 0.0 => {
+                            let r = v / b;
+                            let met = if at_least { r >= goal } else { r <= goal };
+                            format!(
+                                "{name} {}x native (goal {op} {goal}x: {})",
+                                figure(r),
+                                if met { "met" } else { "not met" }
+                            )
+                        }
+                        _ => format!("{name}: no figure"),
+                    }
+                })
+                .collect();
+            format!("{}: {}", c.name, parts.join("; "))
+        })
+        .collect()
 }
 
 fn existing(path: PathBuf) -> Result<PathBuf, SuiteError> {
@@ -832,6 +1062,10 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
     }
     let mut programs = programs(&o);
     prepare(&mut programs, &guests)?;
+    let fileio = programs.iter().any(|p| p.name == "fileio").then(fileio_dir);
+    if let Some(dir) = &fileio {
+        std::fs::create_dir_all(dir).map_err(|e| SuiteError::Write(dir.clone(), e))?;
+    }
 
     let boot = if o.only.contains(&"boot") {
         eprintln!("boot: hello, {} runs per case ...", o.runs * 5);
@@ -840,6 +1074,14 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
         None
     };
     run_programs(&mut programs, o.runs);
+    if let Some(p) = programs.iter_mut().find(|p| p.name == "fileio") {
+        fileio_exits(p, o.runs);
+    }
+    if let Some(dir) = &fileio
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        eprintln!("fileio: cannot remove {}: {e}", dir.display());
+    }
     let footprint = if o.only.contains(&"footprint") {
         eprintln!("footprint: bisecting HERMIT_MEM ...");
         let hvs: Vec<footprint::Hypervisor<'_>> = guests
@@ -886,6 +1128,20 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
                 println!("{}: failed {f}", c.name);
             }
         }
+        if p.name == "fileio" {
+            println!(
+                "\ngoals (issue 4): a 1-byte write within 2x of native, sequential I/O within 10%"
+            );
+            for line in fileio_goals(&p.columns) {
+                println!("{line}");
+            }
+            println!("\nVM exits per file call:");
+            for (key, how) in FILEIO_EXITS {
+                if p.columns.iter().any(|c| c.name == key) {
+                    println!("{key}: {how}");
+                }
+            }
+        }
     }
     if let Some(f) = &footprint {
         println!("\n## footprint\n");
@@ -905,7 +1161,17 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
         benchmarks.insert("boot".into(), boot_json(b));
     }
     for p in &programs {
-        benchmarks.insert(p.name.into(), program_json(p));
+        let mut v = program_json(p);
+        if p.name == "fileio" {
+            v["goals"] = json!(fileio_goals(&p.columns));
+            v["exits_per_call"] = FILEIO_EXITS
+                .iter()
+                .filter(|(k, _)| p.columns.iter().any(|c| c.name == *k))
+                .map(|(k, how)| (k.to_string(), json!(how)))
+                .collect::<serde_json::Map<String, Value>>()
+                .into();
+        }
+        benchmarks.insert(p.name.into(), v);
     }
     if let Some(f) = &footprint {
         benchmarks.insert("footprint".into(), footprint_json(f));
@@ -976,7 +1242,22 @@ mod tests {
     fn programs_follow_the_mode() {
         let quick = programs(&parse_options(&[]).unwrap());
         let names: Vec<&str> = quick.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["threads", "basic", "hourglass", "stream"]);
+        assert_eq!(names, ["threads", "basic", "hourglass", "stream", "fileio"]);
+        let fileio = quick.iter().find(|p| p.name == "fileio").unwrap();
+        let dir = fileio_dir().display().to_string();
+        assert!(
+            fileio.native_args.contains(&dir),
+            "{:?}",
+            fileio.native_args
+        );
+        assert_eq!(fileio.guest_args[..2], ["fileio", FILEIO_GUEST_DIR]);
+        assert!(
+            fileio
+                .guest_env
+                .contains(&("HERMIT_MOUNT", format!("{dir}:{FILEIO_GUEST_DIR}"))),
+            "{:?}",
+            fileio.guest_env
+        );
         let full = programs(&parse_options(&args(&["--full"])).unwrap());
         let large = full.iter().find(|p| p.name == "stream-large").unwrap();
         assert_eq!(large.excluded.len(), 2);
@@ -1034,5 +1315,47 @@ mod tests {
         assert!(md.lines().nth(1).unwrap().starts_with("| ---"), "{md}");
         assert!(md.contains("|   250x |") || md.contains(" 250x |"), "{md}");
         assert_eq!(histogram(&cols[0])[5], 9);
+    }
+
+    #[test]
+    fn fileio_goals_compare_with_native() {
+        let cols = vec![
+            col(
+                "native",
+                &[
+                    ("fileio-write-1", "cycles", 1000.0),
+                    ("fileio-write", "MB/s", 1000.0),
+                    ("fileio-read", "MB/s", 1000.0),
+                ],
+            ),
+            col(
+                "uhyve",
+                &[
+                    ("fileio-write-1", "cycles", 1500.0),
+                    ("fileio-write", "MB/s", 950.0),
+                    ("fileio-read", "MB/s", 500.0),
+                ],
+            ),
+            Column {
+                unavailable: Some("no KVM".into()),
+                ..col("qemu-kvm", &[])
+            },
+        ];
+        let lines = fileio_goals(&cols);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let l = &lines[0];
+        assert!(l.starts_with("uhyve: "), "{l}");
+        assert!(
+            l.contains("fileio-write-1 1.50x native (goal <= 2x: met)"),
+            "{l}"
+        );
+        assert!(
+            l.contains("fileio-write 0.95x native (goal >= 0.9x: met)"),
+            "{l}"
+        );
+        assert!(
+            l.contains("fileio-read 0.50x native (goal >= 0.9x: not met)"),
+            "{l}"
+        );
     }
 }
