@@ -1,7 +1,7 @@
 //! Network cards: `nic-check` (ARP with the gateway, an ICMP echo, both
 //! answered by QEMU's user-mode network, received by interrupt) on each
-//! card model under QEMU, the pcap capture, the proxy's network variables.
-//! uhyve has no network card yet: its test says so and skips.
+//! card model under QEMU and on uhyve's virtio-net (user-mode networking,
+//! `hermit-usernet`), the pcap capture, the proxy's network variables.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -37,9 +37,15 @@ fn scratch(name: &str) -> std::path::PathBuf {
 }
 
 fn assert_talked(out: &Output, model: &str) {
+    assert!(out.stdout.contains("mac 52:54:00:12:34:56"), "{out:?}");
+    assert_exchanged(out, model);
+}
+
+/// The card's model, the ARP exchange with the gateway, the echo reply and
+/// receiving by interrupt (any MAC).
+fn assert_exchanged(out: &Output, model: &str) {
     assert_eq!(out.status, Some(0), "{out:?}");
     assert!(out.stdout.contains(&format!("model {model}\n")), "{out:?}");
-    assert!(out.stdout.contains("mac 52:54:00:12:34:56"), "{out:?}");
     assert!(
         out.stdout.contains("gateway 10.0.5.1 is 52:55:0a:00:05:01"),
         "{out:?}"
@@ -166,9 +172,33 @@ fn virtio_net_mmio_on_qemu() {
 }
 
 #[test]
-fn uhyve_has_no_network_card_yet() {
-    eprintln!(
-        "SKIPPED: nic-check on uhyve: uhyve offers no network card yet (its virtio-net PCI device is being built)"
+fn virtio_net_on_uhyve() {
+    if !require(Hypervisor::Uhyve, "virtio_net_on_uhyve") {
+        return;
+    }
+    let out = boot_tests::proxy(
+        Hypervisor::Uhyve,
+        "nic-check",
+        &[],
+        &[("HERMIT_MEM", "256M")],
+    );
+    assert_exchanged(&out, "virtio-net");
+    // uhyve's default MAC is locally administered: 02:48:xx:xx:xx:xx.
+    assert!(out.stdout.contains("mac 02:48:"), "{out:?}");
+}
+
+#[test]
+fn rtl8139_image_is_refused_on_uhyve() {
+    if !require(Hypervisor::Uhyve, "rtl8139_image_is_refused_on_uhyve") {
+        return;
+    }
+    let out = boot_tests::proxy(Hypervisor::Uhyve, "nic-check-rtl8139", &[], &[]);
+    assert_eq!(out.status, Some(125), "{out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(
+        lines[0].starts_with("proxy: ") && lines[0].contains("uhyve offers virtio-net"),
+        "{out:?}"
     );
 }
 
