@@ -22,9 +22,9 @@ pub use core::net::{Ipv4Addr, SocketAddrV4};
 pub use hermit_interface::errno::Errno;
 #[cfg(feature = "udp")]
 pub use hermit_net::UdpSocket;
-pub use hermit_net::{Config, ConfigError, PollEntry, PollEvents, Shutdown, SocketId, Stack};
+pub use hermit_net::{Config, ConfigError, PollEntry, PollEvents, SocketId, Stack};
 #[cfg(feature = "tcp")]
-pub use hermit_net::{TcpListener, TcpStream};
+pub use hermit_net::{Shutdown, TcpListener, TcpStream};
 
 /// Backlog of [`listen`]: connections accepted by the stack before the
 /// application calls `accept`.
