@@ -173,6 +173,17 @@ fn uhyve_network(
     Ok(Some(uhyve::NetConfig::new(backend)))
 }
 
+/// The DNS relay of both user-mode networks (QEMU's and `hermit-usernet`).
+const USER_NET_DNS: &str = "10.0.5.3";
+
+/// Tells the guest's stack where the user-mode network's DNS relay is,
+/// unless the user chose a server.
+fn add_user_net_dns(env: &mut Vec<String>) {
+    if !env.iter().any(|e| e.starts_with("HERMIT_DNS=")) {
+        env.push(format!("HERMIT_DNS={USER_NET_DNS}"));
+    }
+}
+
 fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
     let config = Config::from_lookup(|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     let mut args = vec![image.to_string_lossy().into_owned()];
@@ -182,10 +193,17 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 .map_err(|a| format!("argument {a:?} is not valid UTF-8"))?,
         );
     }
-    let env = uhyve::host_env();
+    let mut env = uhyve::host_env();
 
     let (status, kernel_log, abnormal) = match config.isle {
         Isle::Uhyve => {
+            let net = uhyve_network(&image, &config)?;
+            if net
+                .as_ref()
+                .is_some_and(|n| matches!(n.backend, uhyve::NetBackend::User(_)))
+            {
+                add_user_net_dns(&mut env);
+            }
             let vm = uhyve::Config {
                 image,
                 args,
@@ -196,13 +214,15 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 cmdline: config.cmdline(),
                 mounts: config.mounts.clone(),
             };
-            let net = uhyve_network(&vm.image, &config)?;
             let outcome = uhyve::run_with_net(&vm, net).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)
         }
         Isle::Qemu => {
             let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
             let net = network(&image, &config)?;
+            if net.is_some() {
+                add_user_net_dns(&mut env);
+            }
             let vm = hermit_qemu::Config {
                 image,
                 loader,
