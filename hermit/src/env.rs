@@ -134,5 +134,7 @@ pub fn entries() -> Iter {
 
 /// The value of environment variable `name`.
 pub fn var(name: &str) -> Option<&'static str> {
-    vars().find(|(n, _)| *n == name).map(|(_, v)| v)
+    // A prefix comparison per entry instead of splitting each at '=': every
+    // instruction counts where the kernel's code is emulated.
+    entries().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
 }

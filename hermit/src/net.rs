@@ -27,8 +27,12 @@ pub use hermit_net::{Config, ConfigError, PollEntry, PollEvents, SocketId, Stack
 pub use hermit_net::{Shutdown, TcpListener, TcpStream};
 
 /// Backlog of [`listen`]: connections accepted by the stack before the
-/// application calls `accept`.
-pub const DEFAULT_BACKLOG: usize = 32;
+/// application calls `accept` (each is a listening smoltcp socket with its
+/// buffers allocated and zeroed up front, 128 KiB by default, so a large
+/// backlog makes `listen` slow where kernel code is emulated; use
+/// [`Stack::tcp_listen`] to choose another). Further SYNs are dropped and
+/// retried by the client, as on Linux with a full accept queue.
+pub const DEFAULT_BACKLOG: usize = 8;
 
 /// The kernel side of the stack: clock, futex sleep and wake-up, randomness.
 struct KernelPlatform;

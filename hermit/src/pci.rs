@@ -123,8 +123,17 @@ fn microvm_ecam() -> Option<EcamConfig> {
     (ecam.read(PciAddress::new(0, 0, 0, 0), 0) == GPEX_ID).then_some(ecam)
 }
 
+/// Whether the platform has ACPI tables: uhyve has none, and scanning low
+/// memory for an RSDP costs tens of ms of emulated instructions here.
+fn has_acpi() -> bool {
+    crate::console::platform() != Some(hermit_interface::Platform::Uhyve)
+}
+
 /// The ECAM window of the ACPI MCFG table, if there is one.
 fn ecam() -> Option<EcamConfig> {
+    if !has_acpi() {
+        return None;
+    }
     // SAFETY: the boot identity map covers the low 1 MiB (entry contract).
     let rsdp = unsafe { acpi::find_rsdp(crate::boot::acpi_rsdp_hint()) }?;
     let handler = acpi::IdentityHandler {
@@ -145,6 +154,9 @@ fn ecam() -> Option<EcamConfig> {
 
 /// The I/O APICs and overrides of the MADT (empty without ACPI tables).
 pub(crate) fn madt_interrupts() -> acpi::MadtInterrupts {
+    if !has_acpi() {
+        return acpi::MadtInterrupts::default();
+    }
     // SAFETY: as in `ecam`.
     let Some(rsdp) = (unsafe { acpi::find_rsdp(crate::boot::acpi_rsdp_hint()) }) else {
         return acpi::MadtInterrupts::default();

@@ -1,13 +1,24 @@
-//! virtio-net through `virtio-drivers`' `VirtIONet`, over any transport:
+//! virtio-net through `virtio-drivers`' `VirtIONetRaw`, over any transport:
 //! virtio-mmio ([`super::mmio::find`]) or modern virtio-pci
 //! ([`pci_transport`]).
+//!
+//! Buffers are allocated once and reused: [`QUEUE_SIZE`] receive buffers
+//! stay posted to the device, and a frame to send is built directly in one
+//! of [`QUEUE_SIZE`] transmit buffers, handed to the device and reclaimed
+//! when the device reports it used, without waiting for it. (The
+//! higher-level `VirtIONet` zeroes a fresh buffer for every frame and spins
+//! until the device has sent it; under an emulating hypervisor both cost
+//! more than building the frame.)
 //!
 //! `virtio-drivers`' PCI transport leaves the queues' MSI-X vectors at
 //! "no vector", so with MSI-X on the device would never interrupt;
 //! [`route_queues`] writes them into the common configuration structure.
 
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
 use virtio_drivers::Hal;
-use virtio_drivers::device::net::VirtIONet;
+use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
@@ -17,12 +28,15 @@ use crate::pci::{ConfigAccess, Enabled, VirtioCam};
 
 /// Descriptors per queue.
 pub const QUEUE_SIZE: usize = 16;
-/// Receive buffer size: a full frame plus the virtio-net header.
-const RX_BUFFER: usize = 2048;
+/// Buffer size: a full frame plus the virtio-net header (12 bytes with
+/// VERSION_1, 10 for legacy devices).
+const BUFFER: usize = 2048;
 /// Receive queue index.
 pub const RX_QUEUE: u16 = 0;
 /// Transmit queue index.
 pub const TX_QUEUE: u16 = 1;
+
+const _: () = assert!(MAX_FRAME + 12 <= BUFFER);
 
 /// Why the device could not be brought up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,17 +56,71 @@ impl core::fmt::Display for NetError {
     }
 }
 
+type Buffer = Box<[u8; BUFFER]>;
+
+fn buffer() -> Buffer {
+    Box::new([0; BUFFER])
+}
+
 /// A virtio network card.
 pub struct VirtioNet<H: Hal, T: Transport> {
-    dev: VirtIONet<H, T, QUEUE_SIZE>,
+    dev: VirtIONetRaw<H, T, QUEUE_SIZE>,
+    /// The receive buffer the device holds under each token.
+    rx: Vec<Option<Buffer>>,
+    /// The transmit buffer the device holds under each token.
+    tx_busy: Vec<Option<Buffer>>,
+    /// Transmit buffers the device does not hold.
+    tx_free: Vec<Buffer>,
 }
 
 impl<H: Hal, T: Transport> VirtioNet<H, T> {
     /// Negotiates with the device behind `transport` and fills the receive
     /// queue.
     pub fn new(transport: T) -> Result<Self, NetError> {
-        let dev = VirtIONet::new(transport, RX_BUFFER).map_err(NetError::Virtio)?;
-        Ok(Self { dev })
+        let dev = VirtIONetRaw::new(transport).map_err(NetError::Virtio)?;
+        let mut nic = Self {
+            dev,
+            rx: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_busy: (0..QUEUE_SIZE).map(|_| None).collect(),
+            tx_free: (0..QUEUE_SIZE).map(|_| buffer()).collect(),
+        };
+        for _ in 0..QUEUE_SIZE {
+            nic.post_rx(buffer()).map_err(NetError::Virtio)?;
+        }
+        Ok(nic)
+    }
+
+    /// Hands `buf` to the device for a frame to receive.
+    fn post_rx(&mut self, mut buf: Buffer) -> Result<(), virtio_drivers::Error> {
+        // SAFETY: the buffer is kept in `self.rx` under its token and not
+        // touched until the device returns that token (`receive`).
+        let token = unsafe { self.dev.receive_begin(&mut buf[..])? };
+        let slot = self
+            .rx
+            .get_mut(usize::from(token))
+            .ok_or(virtio_drivers::Error::WrongToken)?;
+        *slot = Some(buf);
+        Ok(())
+    }
+
+    /// Takes back the transmit buffers the device is done with.
+    fn reclaim_tx(&mut self) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(buf) = self
+                .tx_busy
+                .get_mut(usize::from(token))
+                .and_then(Option::take)
+            else {
+                log::warn!("virtio-net: the device returned unknown transmit token {token}");
+                return;
+            };
+            // SAFETY: `buf` is the buffer passed to `transmit_begin` under
+            // this token.
+            if let Err(e) = unsafe { self.dev.transmit_complete(token, &buf[..]) } {
+                log::warn!("virtio-net: transmit completion failed: {e}");
+            }
+            self.tx_free.push(buf);
+        }
     }
 }
 
@@ -62,12 +130,25 @@ impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
     }
 
     fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
-        let Ok(buf) = self.dev.receive() else {
+        let Some(token) = self.dev.poll_receive() else {
             return false;
         };
-        f(buf.packet());
-        if let Err(e) = self.dev.recycle_rx_buffer(buf) {
-            log::warn!("virtio-net: cannot recycle a receive buffer: {e}");
+        let Some(mut buf) = self.rx.get_mut(usize::from(token)).and_then(Option::take) else {
+            log::warn!("virtio-net: the device returned unknown receive token {token}");
+            return false;
+        };
+        // SAFETY: `buf` is the buffer passed to `receive_begin` under this
+        // token.
+        match unsafe { self.dev.receive_complete(token, &mut buf[..]) } {
+            Ok((header, len)) => {
+                if let Some(frame) = buf.get(header..header + len) {
+                    f(frame);
+                }
+            }
+            Err(e) => log::warn!("virtio-net: receive completion failed: {e}"),
+        }
+        if let Err(e) = self.post_rx(buf) {
+            log::warn!("virtio-net: cannot repost a receive buffer: {e}");
         }
         true
     }
@@ -76,15 +157,42 @@ impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
         if !(14..=MAX_FRAME).contains(&len) {
             return Err(TxError::BadLength(len));
         }
-        if !self.dev.can_send() {
+        self.reclaim_tx();
+        let Some(mut buf) = self.tx_free.pop() else {
             return Err(TxError::Busy);
+        };
+        let header = match self.dev.fill_buffer_header(&mut buf[..]) {
+            Ok(h) => h,
+            Err(_) => {
+                self.tx_free.push(buf);
+                return Err(TxError::Device);
+            }
+        };
+        f(&mut buf[header..header + len]);
+        // SAFETY: the buffer is kept in `self.tx_busy` under its token and
+        // not touched until the device returns that token (`reclaim_tx`).
+        match unsafe { self.dev.transmit_begin(&buf[..header + len]) } {
+            Ok(token) => match self.tx_busy.get_mut(usize::from(token)) {
+                Some(slot) => {
+                    *slot = Some(buf);
+                    Ok(())
+                }
+                None => {
+                    // Cannot happen with a queue of QUEUE_SIZE; leak the
+                    // buffer rather than reuse memory the device may read.
+                    core::mem::forget(buf);
+                    Err(TxError::Device)
+                }
+            },
+            Err(virtio_drivers::Error::QueueFull) => {
+                self.tx_free.push(buf);
+                Err(TxError::Busy)
+            }
+            Err(_) => {
+                self.tx_free.push(buf);
+                Err(TxError::Device)
+            }
         }
-        let mut buf = self.dev.new_tx_buffer(len);
-        f(buf.packet_mut());
-        self.dev.send(buf).map_err(|e| match e {
-            virtio_drivers::Error::QueueFull => TxError::Busy,
-            _ => TxError::Device,
-        })
     }
 
     fn ack_interrupt(&mut self) -> bool {
