@@ -188,6 +188,7 @@ pub fn main(args: &[String]) -> Result<i32, ExitsError> {
         pin: None,
         cmdline: String::new(),
         mounts,
+        profile: None,
     };
     let stop = AtomicBool::new(false);
     let (outcome, stats) = std::thread::scope(|s| {

@@ -56,6 +56,8 @@ pub struct Config {
     /// `HERMIT_NETIF` (uhyve): the host tap device the guest's card is
     /// plugged into; without it uhyve uses user-mode networking.
     pub netif: Option<String>,
+    /// `HERMIT_PROFILE` (uhyve): where to write a sampling profile.
+    pub profile: Option<std::path::PathBuf>,
 }
 
 /// A `HERMIT_*` variable with a value the proxy cannot use.
@@ -264,6 +266,9 @@ impl Config {
             capture_net: flag("HERMIT_CAPTURE_NET", false)?,
             monitor_port,
             netif,
+            profile: get("HERMIT_PROFILE")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from),
         })
     }
 

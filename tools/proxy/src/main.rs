@@ -52,6 +52,8 @@ Environment:
   HERMIT_LOADER=PATH      QEMU: the pvh-loader image (found next to the proxy by default)
   HERMIT_APP_PORT=P[,P...] images with a network card: forward host
                           127.0.0.1:P to the guest's TCP port P
+  HERMIT_PROFILE=FILE     uhyve: sample the guest every 1 ms and write a flat
+                          profile by function to FILE
   HERMIT_NETIF=NAME       uhyve: plug the card into host tap device NAME
                           instead of user-mode networking (needs root)
   HERMIT_CAPTURE_NET=1    QEMU: write the guest's frames to ./qemu-vlan0.pcap
@@ -213,6 +215,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 pin: config.pin.clone(),
                 cmdline: config.cmdline(),
                 mounts: config.mounts.clone(),
+                profile: config.profile.clone(),
             };
             let outcome = uhyve::run_with_net(&vm, net).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

@@ -85,6 +85,7 @@ pub mod hypercall;
 pub mod layout;
 pub mod net;
 pub mod pci;
+pub mod profile;
 pub mod tap;
 pub mod virtio_net;
 mod vm;
@@ -117,6 +118,10 @@ pub struct Config {
     /// Host directories mapped into the guest; mount index `i` of the Fs
     /// hypercall is `mounts[i]`. Guest paths must differ.
     pub mounts: Vec<hermit_hostfs::Mount>,
+    /// Sample the guest's instruction pointer on every vCPU once per
+    /// [`profile::PERIOD`] and write the flat profile (by function of the
+    /// image) to this file when the VM ends.
+    pub profile: Option<PathBuf>,
 }
 
 /// How a VM ended.

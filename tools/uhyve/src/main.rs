@@ -41,6 +41,8 @@ Options:
                          through host sockets
       --forward PORT     forward host 127.0.0.1:PORT to the guest's TCP port
                          PORT (repeatable; implies --user-net)
+      --profile FILE     sample the guest's instruction pointer every 1 ms per
+                         vCPU and write a flat profile by function to FILE
       --mac MAC          the NIC's MAC address, XX:XX:XX:XX:XX:XX (default:
                          a random locally administered one)
   -h, --help             show this help
@@ -61,6 +63,7 @@ struct Cli {
     user_net: bool,
     forwards: Vec<u16>,
     mac: Option<[u8; 6]>,
+    profile: Option<PathBuf>,
     image: PathBuf,
     args: Vec<String>,
 }
@@ -100,6 +103,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut user_net = false;
     let mut forwards = Vec::new();
     let mut mac = None;
+    let mut profile = None;
     let utf8 = |a: OsString| {
         a.into_string()
             .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
@@ -173,6 +177,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
                 netif = Some(v);
             }
             "--user-net" => user_net = true,
+            "--profile" => profile = Some(PathBuf::from(value("--profile")?)),
             "--forward" => {
                 let v = value("--forward")?;
                 let port: u16 =
@@ -224,6 +229,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         user_net,
         forwards,
         mac,
+        profile,
         image: PathBuf::from(image),
         args: guest_args,
     }))
@@ -254,6 +260,7 @@ fn main() -> ExitCode {
             .map(|l| format!("log={l}"))
             .unwrap_or_default(),
         mounts: cli.mounts,
+        profile: cli.profile,
     };
     let backend = match cli.netif {
         Some(name) => Some(uhyve::NetBackend::Tap(name)),
@@ -345,6 +352,7 @@ mod tests {
                 netif: None,
                 user_net: false,
                 forwards: Vec::new(),
+                profile: None,
                 mac: None,
                 image: "img".into(),
                 args: vec!["img".into(), "--mem".into(), "x".into()],

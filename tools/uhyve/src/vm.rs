@@ -7,6 +7,7 @@
 //! (`immediate_exit` plus [`kick_signal`]), so each leaves `KVM_RUN`
 //! promptly; vCPU 0's thread joins them and reads the kernel log.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::thread::JoinHandle;
@@ -34,6 +35,7 @@ use crate::hypercall::{
 use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR};
 use crate::net::{Backend, NetBackend, NetConfig};
 use crate::pci::{PciBus, PciDevice};
+use crate::profile;
 use crate::tap::Tap;
 use crate::virtio_net::{KvmHooks, VirtioNet, Worker};
 use crate::{Config, Error, Outcome};
@@ -195,6 +197,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     let tsc_khz = vcpu.get_tsc_khz().map_or(0, u64::from);
 
     let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz)?;
+    let bias = layout.image.wrapping_sub(image.link_start());
     drop(file);
     set_registers(&vcpu, &entry)?;
     install_kick_handler();
@@ -209,6 +212,12 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
         state: Mutex::new(State::new(config.cpus as usize)),
         calls: Mutex::new(Hypercalls::with_cpus(HostOutput, config.cpus)),
         fs,
+        profile: config.profile.clone().map(|out| Profiling {
+            sampler: profile::Sampler::default(),
+            out,
+            image: config.image.clone(),
+            bias,
+        }),
     });
     Ok(machine.run_bsp(vcpu))
 }
@@ -472,6 +481,17 @@ struct Machine {
     /// The guest's host file system (serves `Nr::Fs` on any vCPU thread,
     /// concurrently).
     fs: Server,
+    /// With profiling: the RIP samples, the output file, the image and its
+    /// load bias.
+    profile: Option<Profiling>,
+}
+
+/// A profiled VM's samples and where they go.
+struct Profiling {
+    sampler: profile::Sampler,
+    out: PathBuf,
+    image: PathBuf,
+    bias: u64,
 }
 
 /// Locks `m`, ignoring poisoning: the data stays consistent because every
@@ -525,6 +545,7 @@ impl Machine {
             }
         }
         drop(vcpu);
+        self.write_profile();
         if let Some(nic) = &self.nic
             && let Some(worker) = lock(&nic.worker).take()
         {
@@ -592,8 +613,14 @@ impl Machine {
             immediate_exit,
         });
         let _registered = Registered { machine: self, cpu };
-        let _ticker = Ticker::start(HALT_CHECK_PERIOD);
+        let period = if self.profile.is_some() {
+            profile::PERIOD
+        } else {
+            HALT_CHECK_PERIOD
+        };
+        let _ticker = Ticker::start(period);
         let mut halted_ticks = 0;
+        let mut ticks = 0u32;
         let ending = loop {
             if self.stop.load(Ordering::SeqCst) {
                 break None;
@@ -630,7 +657,7 @@ impl Machine {
                     }
                     Action::Continue
                 }
-                Ok(VcpuExit::Intr) => self.check_halt(cpu, vcpu, &mut halted_ticks),
+                Ok(VcpuExit::Intr) => self.tick(cpu, vcpu, &mut ticks, &mut halted_ticks),
                 Ok(VcpuExit::Hlt) => Action::Abort("the guest halted".into()),
                 Ok(VcpuExit::Shutdown) => {
                     Action::Abort("the guest shut down (triple fault)".into())
@@ -653,7 +680,7 @@ impl Machine {
                     if self.stop.load(Ordering::SeqCst) {
                         break None;
                     }
-                    self.check_halt(cpu, vcpu, &mut halted_ticks)
+                    self.tick(cpu, vcpu, &mut ticks, &mut halted_ticks)
                 }
                 Err(e) if e.errno() == libc::EAGAIN => Action::Continue,
                 Err(e) => Action::Abort(format!("KVM_RUN failed: {e}")),
@@ -684,6 +711,44 @@ impl Machine {
             format!("vCPU {cpu}: {reason}{rip}")
         } else {
             format!("{reason}{rip}")
+        }
+    }
+
+    /// Called when the ticker kicked `vcpu` out of `KVM_RUN`: takes a
+    /// profile sample if profiling, and checks for dead halts every
+    /// [`HALT_CHECK_PERIOD`].
+    fn tick(&self, cpu: usize, vcpu: &VcpuFd, ticks: &mut u32, halted_ticks: &mut u32) -> Action {
+        let Some(profiling) = &self.profile else {
+            return self.check_halt(cpu, vcpu, halted_ticks);
+        };
+        if let Ok(regs) = vcpu.get_regs() {
+            profiling.sampler.record(regs.rip);
+        }
+        *ticks += 1;
+        let every = (HALT_CHECK_PERIOD.as_micros() / profile::PERIOD.as_micros()).max(1) as u32;
+        if ticks.is_multiple_of(every) {
+            self.check_halt(cpu, vcpu, halted_ticks)
+        } else {
+            Action::Continue
+        }
+    }
+
+    /// Writes the profile, if the VM was profiled (failures are reported
+    /// on stderr: the run itself succeeded).
+    fn write_profile(&self) {
+        let Some(p) = &self.profile else {
+            return;
+        };
+        let (samples, dropped) = p.sampler.take();
+        let symbols = std::fs::read(&p.image)
+            .map(|bytes| profile::Symbols::load(&bytes, p.bias))
+            .unwrap_or_default();
+        let text = profile::report(&samples, dropped, &symbols);
+        if let Err(e) = std::fs::write(&p.out, text) {
+            eprintln!(
+                "uhyve: cannot write the profile to {}: {e}",
+                p.out.display()
+            );
         }
     }
 

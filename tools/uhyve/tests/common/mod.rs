@@ -401,5 +401,6 @@ pub fn config(image: PathBuf) -> uhyve::Config {
         pin: None,
         cmdline: String::new(),
         mounts: Vec::new(),
+        profile: None,
     }
 }
