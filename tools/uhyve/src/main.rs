@@ -72,7 +72,7 @@ struct Cli {
 #[derive(Debug, PartialEq, Eq)]
 enum Request {
     Help,
-    Run(Cli),
+    Run(Box<Cli>),
 }
 
 fn parse_size(s: &str) -> Option<u64> {
@@ -218,7 +218,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         (None, Some(list)) => list.len() as u32,
         (None, None) => 1,
     };
-    Ok(Request::Run(Cli {
+    Ok(Request::Run(Box::new(Cli {
         mem,
         cpus,
         pin,
@@ -232,7 +232,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         profile,
         image: PathBuf::from(image),
         args: guest_args,
-    }))
+    })))
 }
 
 fn main() -> ExitCode {
@@ -241,7 +241,7 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
         }
-        Ok(Request::Run(cli)) => cli,
+        Ok(Request::Run(cli)) => *cli,
         Err(message) => {
             eprintln!("uhyve: {message}");
             return ExitCode::from(2);
@@ -341,7 +341,7 @@ mod tests {
             panic!("parse failed");
         };
         assert_eq!(
-            cli,
+            *cli,
             Cli {
                 mem: 512 << 20,
                 cpus: 1,
