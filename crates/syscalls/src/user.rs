@@ -224,6 +224,66 @@ pub(crate) unsafe fn write_sockaddr(
     unsafe { write(len, full) }
 }
 
+/// One result block of `getaddrinfo`: the `addrinfo` and the address it
+/// points to, allocated together (the `addrinfo` first, so a pointer to it
+/// is a pointer to the block for [`free_addrinfo`]).
+#[cfg(feature = "net")]
+#[repr(C)]
+struct AddrInfoBlock {
+    info: crate::abi::addrinfo,
+    addr: [u8; crate::sockaddr::SOCKADDR_IN_LEN],
+}
+
+/// Builds the `addrinfo` list of `getaddrinfo` from (address bytes,
+/// socket type, protocol); null for an empty list. The application owns
+/// it until it passes it to [`free_addrinfo`].
+#[cfg(feature = "net")]
+pub(crate) fn addrinfo_list(
+    items: &[([u8; crate::sockaddr::SOCKADDR_IN_LEN], i32, i32)],
+) -> *mut crate::abi::addrinfo {
+    use alloc::boxed::Box;
+
+    let mut head: *mut crate::abi::addrinfo = core::ptr::null_mut();
+    // Back to front, so each block points at the next.
+    for (addr, socktype, protocol) in items.iter().rev() {
+        let mut block = Box::new(AddrInfoBlock {
+            info: crate::abi::addrinfo {
+                ai_flags: 0,
+                ai_family: crate::abi::AF_INET,
+                ai_socktype: *socktype,
+                ai_protocol: *protocol,
+                ai_addrlen: crate::sockaddr::SOCKADDR_IN_LEN as u32,
+                ai_canonname: core::ptr::null_mut(),
+                ai_addr: core::ptr::null_mut(),
+                ai_next: head,
+            },
+            addr: *addr,
+        });
+        // The heap block does not move when the box does.
+        block.info.ai_addr = (&raw mut block.addr).cast();
+        head = Box::into_raw(block).cast();
+    }
+    head
+}
+
+/// Frees a list from [`addrinfo_list`].
+///
+/// # Safety
+/// `head` is null or a list from [`addrinfo_list`], not freed yet and not
+/// used afterwards.
+#[cfg(feature = "net")]
+pub(crate) unsafe fn free_addrinfo(mut head: *mut crate::abi::addrinfo) {
+    use alloc::boxed::Box;
+
+    while !head.is_null() {
+        // SAFETY: every node is the first field of a boxed `repr(C)`
+        // `AddrInfoBlock` (caller's contract), so the cast gives back the
+        // box's pointer, owned by us from here on.
+        let block = unsafe { Box::from_raw(head.cast::<AddrInfoBlock>()) };
+        head = block.info.ai_next;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
