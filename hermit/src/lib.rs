@@ -64,12 +64,14 @@ compile_error!("hermit: features `tcp`/`udp` need a network card: add `virtio-ne
 compile_error!("hermit: features `dns` and `dhcpv4` need `tcp` or `udp`");
 pub mod process;
 mod sched;
+mod syscalls;
 pub use mem::heap_in_use;
 #[cfg(feature = "smp")]
 pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;
+mod tls;
 mod virtio;
 
 /// Declares the application's entry point: `main` is a function with no

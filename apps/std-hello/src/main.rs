@@ -1,0 +1,49 @@
+//! A plain Rust std program that runs unmodified on hermit and on Linux:
+//! prints a greeting, its arguments and selected environment variables, and
+//! exits with the status given in `STD_HELLO_EXIT` (0 by default).
+
+// On hermit the kernel is a library this binary links.
+#[cfg(target_os = "hermit")]
+use hermit as _;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+
+fn main() {
+    println!("Hello from Rust std!");
+    let args: Vec<String> = std::env::args().collect();
+    println!("argc = {}", args.len());
+    for (i, arg) in args.iter().enumerate().skip(1) {
+        println!("argv[{i}] = {arg}");
+    }
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("STD_HELLO_"))
+        .collect();
+    vars.sort();
+    for (k, v) in &vars {
+        println!("env {k} = {v}");
+    }
+    // A HashMap needs random keys (sys_read_entropy); formatting floats
+    // needs SSE.
+    let mut words: HashMap<&str, usize> = HashMap::new();
+    for w in "the quick brown fox jumps over the lazy dog the end".split(' ') {
+        *words.entry(w).or_default() += 1;
+    }
+    println!("'the' occurs {} times", words["the"]);
+    println!("pi is about {:.5}", std::f64::consts::PI * 1.0f64.sqrt());
+    let boxed: Vec<Box<[u8]>> = (0..100)
+        .map(|i| vec![i as u8; 1000].into_boxed_slice())
+        .collect();
+    let sum: usize = boxed
+        .iter()
+        .map(|b| b.iter().map(|&x| usize::from(x)).sum::<usize>())
+        .sum();
+    println!("heap check sum = {sum}");
+    eprintln!("this goes to stderr");
+    std::io::stdout().flush().expect("flush stdout");
+    let status = std::env::var("STD_HELLO_EXIT")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+        .unwrap_or(0);
+    std::process::exit(status);
+}
