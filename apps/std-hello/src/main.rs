@@ -1,6 +1,8 @@
 //! A plain Rust std program that runs unmodified on hermit and on Linux:
-//! prints a greeting, its arguments and selected environment variables, and
-//! exits with the status given in `STD_HELLO_EXIT` (0 by default).
+//! prints a greeting, its arguments and the environment variables starting
+//! with `STD_HELLO_`, and exits with the status given in `STD_HELLO_EXIT`
+//! (0 by default). With first argument `cat` it then copies its standard
+//! input to standard output; with `panic` it panics.
 
 // On hermit the kernel is a library this binary links.
 #[cfg(target_os = "hermit")]
@@ -40,6 +42,15 @@ fn main() {
         .sum();
     println!("heap check sum = {sum}");
     eprintln!("this goes to stderr");
+    match args.get(1).map(String::as_str) {
+        Some("cat") => {
+            let n = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())
+                .expect("copy stdin to stdout");
+            println!("copied {n} bytes");
+        }
+        Some("panic") => panic!("std-hello was asked to panic"),
+        _ => {}
+    }
     std::io::stdout().flush().expect("flush stdout");
     let status = std::env::var("STD_HELLO_EXIT")
         .ok()
