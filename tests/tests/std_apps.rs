@@ -45,7 +45,10 @@ fn hello(hv: Hypervisor) {
         guest.stdout.contains("env STD_HELLO_GREETING = hi=there\n"),
         "{guest:?}"
     );
-    assert!(guest.stdout.contains("pi is about 3.14159\n"), "{guest:?}");
+    assert!(
+        guest.stdout.contains("two pi is about 6.28319\n"),
+        "{guest:?}"
+    );
     assert!(guest.stderr.contains("this goes to stderr\n"), "{guest:?}");
 }
 

@@ -42,13 +42,20 @@ fn main() {
             })
         })
         .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("join")).collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
     let tls_ok = results
         .iter()
         .enumerate()
         .all(|(i, (mine, name, _))| *mine == i && *name == format!("worker {i}"));
     check(tls_ok, "thread_local! values are per thread", &mut failures);
-    check(LOCAL.with(Cell::get) == 1000, "main thread's thread_local! kept", &mut failures);
+    check(
+        LOCAL.with(Cell::get) == 1000,
+        "main thread's thread_local! kept",
+        &mut failures,
+    );
     let sums: Vec<usize> = results.iter().map(|r| r.2).collect();
     println!("sums from {THREADS} threads: {sums:?}");
 
@@ -114,8 +121,16 @@ fn main() {
     drop(tx);
     let mut received: Vec<usize> = rx.iter().collect();
     received.sort_unstable();
-    println!("mpsc received {} messages, sum {}", received.len(), received.iter().sum::<usize>());
-    check(received.len() == 10 * THREADS, "mpsc channel", &mut failures);
+    println!(
+        "mpsc received {} messages, sum {}",
+        received.len(),
+        received.iter().sum::<usize>()
+    );
+    check(
+        received.len() == 10 * THREADS,
+        "mpsc channel",
+        &mut failures,
+    );
 
     // sync_channel with a bound of 1: the sender blocks.
     let (stx, srx) = mpsc::sync_channel(1);
@@ -152,7 +167,10 @@ fn main() {
             thread::spawn(move || d.read().expect("read").iter().sum::<i32>())
         })
         .collect();
-    let sums: Vec<i32> = readers.into_iter().map(|h| h.join().expect("join")).collect();
+    let sums: Vec<i32> = readers
+        .into_iter()
+        .map(|h| h.join().expect("join"))
+        .collect();
     data.write().expect("write").push(4);
     check(
         sums.iter().all(|&s| s == 6) && data.read().expect("read").len() == 4,
@@ -164,7 +182,11 @@ fn main() {
     let start = Instant::now();
     thread::sleep(Duration::from_millis(30));
     let slept = start.elapsed();
-    check(slept >= Duration::from_millis(30), "sleep(30 ms) lasts at least 30 ms", &mut failures);
+    check(
+        slept >= Duration::from_millis(30),
+        "sleep(30 ms) lasts at least 30 ms",
+        &mut failures,
+    );
 
     // Builder with a name and a stack size; scoped threads.
     let named = thread::Builder::new()
@@ -172,7 +194,11 @@ fn main() {
         .stack_size(256 * 1024)
         .spawn(|| thread::current().name().map(str::to_owned))
         .expect("spawn");
-    check(named.join().expect("join").as_deref() == Some("named"), "Builder name", &mut failures);
+    check(
+        named.join().expect("join").as_deref() == Some("named"),
+        "Builder name",
+        &mut failures,
+    );
     let mut parts = [0u64; THREADS];
     thread::scope(|s| {
         for (i, p) in parts.iter_mut().enumerate() {
