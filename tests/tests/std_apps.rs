@@ -151,3 +151,32 @@ fn std_threads_qemu() {
     threads(Hypervisor::Qemu, "1");
     threads(Hypervisor::Qemu, "2");
 }
+
+fn sys_check(hv: Hypervisor) {
+    if !require(hv, "std-hello sys-check") {
+        return;
+    }
+    let guest = hermit(hv, "std-hello", &["sys-check"], &[], None);
+    assert_eq!(guest.status, Some(0), "{guest:?}");
+    assert!(!guest.stdout.contains("FAILED"), "{guest:?}");
+    assert!(
+        guest
+            .stdout
+            .contains("ok: futex_wait(1 ms relative) = -ETIMEDOUT\n"),
+        "{guest:?}"
+    );
+    assert!(
+        guest.stdout.contains("sys-check: 0 failure(s)\n"),
+        "{guest:?}"
+    );
+}
+
+#[test]
+fn std_sys_check_uhyve() {
+    sys_check(Hypervisor::Uhyve);
+}
+
+#[test]
+fn std_sys_check_qemu() {
+    sys_check(Hypervisor::Qemu);
+}

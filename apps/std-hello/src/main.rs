@@ -2,11 +2,15 @@
 //! prints a greeting, its arguments and the environment variables starting
 //! with `STD_HELLO_`, and exits with the status given in `STD_HELLO_EXIT`
 //! (0 by default). With first argument `cat` it then copies its standard
-//! input to standard output; with `panic` it panics.
+//! input to standard output; with `panic` it panics; with `sys-check` (on
+//! hermit only) it checks the kernel's `sys_*` argument checking.
 
 // On hermit the kernel is a library this binary links.
 #[cfg(target_os = "hermit")]
 use hermit as _;
+
+#[cfg(target_os = "hermit")]
+mod sys_check;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -51,6 +55,8 @@ fn main() {
             println!("copied {n} bytes");
         }
         Some("panic") => panic!("std-hello was asked to panic"),
+        #[cfg(target_os = "hermit")]
+        Some("sys-check") if sys_check::run() != 0 => std::process::exit(1),
         _ => {}
     }
     std::io::stdout().flush().expect("flush stdout");
