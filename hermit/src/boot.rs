@@ -86,13 +86,49 @@ unsafe extern "C" fn _start() -> ! {
     )
 }
 
+#[cfg(target_os = "none")]
 unsafe extern "Rust" {
     /// Defined by the application with [`crate::entry!`].
     fn __hermit_app_main() -> i32;
 }
 
+#[cfg(target_os = "hermit")]
+unsafe extern "C" {
+    /// Rust std's entry on hermit (`std::sys::pal::hermit`): records the
+    /// environment, runs the application's `main`, its TLS destructors and
+    /// exits through `sys_exit`.
+    fn runtime_entry(argc: i32, argv: *const *const u8, env: *const *const u8) -> !;
+}
+
+/// Runs the `no_std` application's `main` and exits with its status.
+#[cfg(target_os = "none")]
+fn run_application() -> ! {
+    // SAFETY: `__hermit_app_main` is the application's entry defined by
+    // `hermit::entry!`, a plain Rust function with this signature.
+    let status = unsafe { __hermit_app_main() };
+    crate::process::exit(status)
+}
+
+/// Hands over to Rust std with C-style argument and environment arrays.
+#[cfg(target_os = "hermit")]
+fn run_application() -> ! {
+    let (argv, envp) = crate::env::c_arrays();
+    let argc = i32::try_from(argv.len() - 1).unwrap_or(i32::MAX);
+    // The arrays live as long as the application: std keeps the pointers.
+    let argv = alloc::vec::Vec::leak(argv).as_ptr();
+    let envp = alloc::vec::Vec::leak(envp).as_ptr();
+    // SAFETY: `runtime_entry` is std's entry with this signature; `argv`
+    // holds `argc` pointers to NUL-terminated strings and a null pointer,
+    // `envp` NUL-terminated `NAME=VALUE` strings and a null pointer, all in
+    // memory that is never freed. The boot thread's TLS block is loaded.
+    unsafe { runtime_entry(argc, argv, envp) }
+}
+
 extern "C" fn kernel_start(info: *const BootInfo) -> ! {
     let boot_tsc = cpu::rdtsc();
+    // First of all: on `x86_64-unknown-hermit` (Rust std applications) the
+    // compiler uses SSE registers anywhere, e.g. to zero structures.
+    cpu::enable_fpu_sse();
     // SAFETY: the loader passes the address of a BootInfo in reserved memory
     // (entry contract); the magic and version are checked before any other
     // field is trusted.
@@ -108,7 +144,6 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         report: report_exception,
         readable: crate::mem::is_ram,
     });
-    cpu::enable_fpu_sse();
 
     let cmdline = str_at(info.cmdline.addr, info.cmdline.len).unwrap_or("");
     crate::logger::init(platform, cmdline);
@@ -128,15 +163,15 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         log::info!("{online} CPUs online");
     }
     crate::env::init(info);
+    if let Err(e) = crate::tls::init(info) {
+        fail(format_args!("bad TLS segment: {e}"));
+    }
+    crate::tls::init_boot_thread();
     log::info!(
         "boot done after {} us; entering the application",
         uptime_us()
     );
-
-    // SAFETY: `__hermit_app_main` is the application's entry defined by
-    // `hermit::entry!`, a plain Rust function with this signature.
-    let status = unsafe { __hermit_app_main() };
-    crate::process::exit(status)
+    run_application()
 }
 
 /// The platform, if `info` is a boot info this kernel understands.
@@ -175,6 +210,8 @@ fn report_exception(info: &exception::ExceptionInfo) -> ! {
     crate::console::platform_exit(128 + i32::from(info.vector))
 }
 
+// With Rust std (target_os = "hermit"), std owns the panic handler.
+#[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     match info.location() {

@@ -138,3 +138,15 @@ pub fn var(name: &str) -> Option<&'static str> {
     // instruction counts where the kernel's code is emulated.
     entries().find_map(|entry| entry.strip_prefix(name)?.strip_prefix('='))
 }
+
+/// The arguments and the environment as C arrays of pointers to their
+/// NUL-terminated strings (in boot memory), each ending with a null pointer.
+#[cfg(target_os = "hermit")]
+pub(crate) fn c_arrays() -> (alloc::vec::Vec<*const u8>, alloc::vec::Vec<*const u8>) {
+    let list = |it: Iter| {
+        it.map(str::as_ptr)
+            .chain(core::iter::once(core::ptr::null()))
+            .collect()
+    };
+    (list(args()), list(entries()))
+}

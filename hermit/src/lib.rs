@@ -18,6 +18,13 @@
 //! the exit status on the host ([`process::Termination`]); a panic prints
 //! its message to stderr and exits with status 101.
 //!
+//! Rust std applications (target `x86_64-unknown-hermit`, or our
+//! soft-float variant in `hermit/targets/`) link this crate with
+//! `use hermit as _;`: the kernel then starts std's `runtime_entry`, gives
+//! every thread a TLS block, and exports the `sys_*` functions std calls
+//! (module `syscalls`). std then owns the panic handler and the global
+//! allocator (which reaches the kernel heap through `sys_malloc` & co.).
+//!
 //! What the kernel does at boot: checks the boot info, installs GDT, TSS and
 //! IDT (CPU exceptions print a diagnostic and end the VM), enables SSE, sets
 //! up the `log` logger (level from the `log=` kernel command-line option, set
@@ -64,12 +71,14 @@ compile_error!("hermit: features `tcp`/`udp` need a network card: add `virtio-ne
 compile_error!("hermit: features `dns` and `dhcpv4` need `tcp` or `udp`");
 pub mod process;
 mod sched;
+mod syscalls;
 pub use mem::heap_in_use;
 #[cfg(feature = "smp")]
 pub mod smp;
 pub mod sync;
 pub mod thread;
 pub mod time;
+mod tls;
 mod virtio;
 
 /// Declares the application's entry point: `main` is a function with no

@@ -201,7 +201,9 @@ struct Heap {
     in_use: core::sync::atomic::AtomicUsize,
 }
 
-#[global_allocator]
+// With Rust std (target_os = "hermit"), std's `System` allocator is the
+// global one and reaches this heap through `sys_malloc` & co.
+#[cfg_attr(target_os = "none", global_allocator)]
 static HEAP: Heap = Heap {
     in_use: core::sync::atomic::AtomicUsize::new(0),
 };
@@ -237,6 +239,43 @@ unsafe impl core::alloc::GlobalAlloc for Heap {
         }
         p
     }
+}
+
+/// Allocates from the kernel heap (whatever the global allocator is).
+///
+/// # Safety
+/// As [`core::alloc::GlobalAlloc::alloc`]: `layout` has a non-zero size.
+pub(crate) unsafe fn kernel_alloc(layout: Layout) -> *mut u8 {
+    // SAFETY: forwarded with the caller's guarantees.
+    unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, layout) }
+}
+
+/// Allocates zeroed memory from the kernel heap.
+///
+/// # Safety
+/// As [`core::alloc::GlobalAlloc::alloc_zeroed`].
+pub(crate) unsafe fn kernel_alloc_zeroed(layout: Layout) -> *mut u8 {
+    // SAFETY: forwarded with the caller's guarantees.
+    unsafe { core::alloc::GlobalAlloc::alloc_zeroed(&HEAP, layout) }
+}
+
+/// Frees memory of the kernel heap.
+///
+/// # Safety
+/// As [`core::alloc::GlobalAlloc::dealloc`]: `ptr` came from this heap with
+/// `layout`.
+pub(crate) unsafe fn kernel_dealloc(ptr: *mut u8, layout: Layout) {
+    // SAFETY: forwarded with the caller's guarantees.
+    unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, ptr, layout) }
+}
+
+/// Resizes memory of the kernel heap.
+///
+/// # Safety
+/// As [`core::alloc::GlobalAlloc::realloc`].
+pub(crate) unsafe fn kernel_realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    // SAFETY: forwarded with the caller's guarantees.
+    unsafe { core::alloc::GlobalAlloc::realloc(&HEAP, ptr, layout, new_size) }
 }
 
 /// Bytes of heap memory currently allocated (requested sizes).

@@ -46,6 +46,14 @@ pub(crate) struct Task {
     /// The stack, `None` for the boot task and the APs' idle loops (which
     /// run on the stacks they booted on). Freed when the task is reaped.
     _stack: Option<Stack>,
+    /// Its thread pointer (`fs` base), 0 for tasks without TLS (idle tasks,
+    /// and every task of an image without a TLS segment).
+    fs_base: u64,
+    /// Its TLS block, freed when the task is reaped; `None` for the boot
+    /// task, whose block is never freed.
+    _tls: Option<crate::tls::TlsBlock>,
+    /// The `errno` of the `sys_*` calls it made.
+    errno: core::sync::atomic::AtomicI32,
 }
 
 #[derive(Default)]
@@ -127,6 +135,10 @@ static CORES_ONLINE: AtomicUsize = AtomicUsize::new(0);
 static PICKER: sched::CorePicker = sched::CorePicker::new();
 /// Live tasks, for diagnostics and tests.
 static LIVE_TASKS: AtomicUsize = AtomicUsize::new(0);
+/// The `fs` base each core has loaded (0: none yet), to skip the
+/// `wrmsr` when consecutive tasks share it.
+static LOADED_FS: [core::sync::atomic::AtomicU64; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CPUS];
 
 /// The index of the CPU running this code.
 fn this_core() -> usize {
@@ -260,6 +272,18 @@ fn new_task(prio: Priority, core: usize, stack: Option<Stack>, rsp: u64) -> Task
 }
 
 fn task_with_id(id: u32, prio: Priority, core: usize, stack: Option<Stack>, rsp: u64) -> TaskRef {
+    with_tls(id, prio, core, stack, rsp, None, 0)
+}
+
+fn with_tls(
+    id: u32,
+    prio: Priority,
+    core: usize,
+    stack: Option<Stack>,
+    rsp: u64,
+    tls: Option<crate::tls::TlsBlock>,
+    fs_base: u64,
+) -> TaskRef {
     LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
     TaskRef(Arc::new(Task {
         id,
@@ -268,6 +292,9 @@ fn task_with_id(id: u32, prio: Priority, core: usize, stack: Option<Stack>, rsp:
         rsp: UnsafeCell::new(rsp),
         state: UnsafeCell::new(TaskState::default()),
         _stack: stack,
+        fs_base,
+        _tls: tls,
+        errno: core::sync::atomic::AtomicI32::new(0),
     }))
 }
 
@@ -279,37 +306,38 @@ impl Drop for Task {
 
 /// A task's stack: mapped in the stack window with an unmapped guard page
 /// below it, so an overflow faults instead of corrupting other memory.
-/// Freed stacks of the default size are kept for reuse, since mapping
-/// costs page-table writes.
+/// Freed stacks are kept for reuse by a later task asking for the same
+/// size (mapping costs page-table writes: about 0.1 s per MiB on this
+/// machine's emulated CPL 0, and Rust std asks for 1 MiB per thread).
 pub(crate) struct Stack(Option<crate::mem::GuardedStack>);
 
-/// Freed stacks kept for reuse, all of [`CACHED_STACK_SIZE`] bytes.
+/// Freed stacks kept for reuse.
 static STACK_CACHE: Mutex<Vec<crate::mem::GuardedStack>> = Mutex::new(Vec::new());
-/// Size of the stacks the cache keeps.
-const CACHED_STACK_SIZE: u64 = crate::thread::DEFAULT_STACK_SIZE as u64;
-/// At most this many stacks are cached.
+/// At most this many stacks are cached...
 const STACK_CACHE_MAX: usize = 256;
+/// ...holding at most this many bytes together.
+const STACK_CACHE_BYTES: u64 = 64 << 20;
 
 impl Drop for Stack {
     fn drop(&mut self) {
         let Some(stack) = self.0.take() else {
             return;
         };
-        if stack.size() == CACHED_STACK_SIZE {
-            let were = irq_disable();
-            let mut cache = STACK_CACHE.lock();
-            let kept = if cache.len() < STACK_CACHE_MAX && cache.try_reserve(1).is_ok() {
-                cache.push(stack);
-                None
-            } else {
-                Some(stack)
-            };
-            drop(cache);
-            irq_restore(were);
-            if let Some(stack) = kept {
-                crate::mem::free_guarded_stack(stack);
-            }
+        let were = irq_disable();
+        let mut cache = STACK_CACHE.lock();
+        let cached: u64 = cache.iter().map(crate::mem::GuardedStack::size).sum();
+        let kept = if cache.len() < STACK_CACHE_MAX
+            && cached + stack.size() <= STACK_CACHE_BYTES
+            && cache.try_reserve(1).is_ok()
+        {
+            cache.push(stack);
+            None
         } else {
+            Some(stack)
+        };
+        drop(cache);
+        irq_restore(were);
+        if let Some(stack) = kept {
             crate::mem::free_guarded_stack(stack);
         }
     }
@@ -317,15 +345,19 @@ impl Drop for Stack {
 
 /// A stack of at least `bytes` (whole pages) and its top.
 fn alloc_stack(bytes: usize) -> Result<(Stack, u64), SpawnError> {
-    let size = (bytes as u64).div_ceil(4096) * 4096;
-    if size == CACHED_STACK_SIZE {
-        let were = irq_disable();
-        let cached = STACK_CACHE.lock().pop();
-        irq_restore(were);
-        if let Some(stack) = cached {
-            let top = stack.top();
-            return Ok((Stack(Some(stack)), top));
-        }
+    let size = (bytes as u64).div_ceil(4096).max(1) * 4096;
+    let were = irq_disable();
+    let cached = {
+        let mut cache = STACK_CACHE.lock();
+        cache
+            .iter()
+            .rposition(|s| s.size() == size)
+            .map(|i| cache.swap_remove(i))
+    };
+    irq_restore(were);
+    if let Some(stack) = cached {
+        let top = stack.top();
+        return Ok((Stack(Some(stack)), top));
     }
     let stack = crate::mem::alloc_guarded_stack(size as usize).ok_or(SpawnError::OutOfMemory)?;
     let top = stack.top();
@@ -381,8 +413,11 @@ fn init_core(core: usize, boot_task: bool) {
     let mut c = CORES[core].lock();
     c.idle = Some(idle.clone());
     if boot_task {
-        // Its stack pointer is saved by its first switch away.
-        let me = task_with_id(1, Priority::NORMAL, core, None, 0);
+        // Its stack pointer is saved by its first switch away; its TLS
+        // block was loaded at boot.
+        let tp = crate::tls::boot_thread_pointer();
+        LOADED_FS[core].store(tp, Ordering::Relaxed);
+        let me = with_tls(1, Priority::NORMAL, core, None, 0, None, tp);
         c.sched.add_ready(me.clone(), Priority::NORMAL);
         let now = monotonic_ns();
         let picked = c.sched.yield_current(now);
@@ -430,6 +465,15 @@ fn switch_locked(mut core: MutexGuard<'_, Core>, next: Option<TaskRef>, now: u64
     // SAFETY: `target` is not running (it was ready or idle on this core,
     // and only this core runs it), so its saved stack pointer is stable.
     let to = unsafe { *target.0.rsp.get() };
+    // Tasks without TLS (idle loops) run with whatever `fs` base is
+    // loaded: they never touch it.
+    let fs = target.0.fs_base;
+    if fs != 0 && LOADED_FS[this_core()].swap(fs, Ordering::Relaxed) != fs {
+        // SAFETY: `fs` is `target`'s thread pointer, just past its TLS block,
+        // which lives as long as the task; interrupts are off and we are on
+        // the kernel's context-switch path (CPL 0).
+        unsafe { arch_x86_64::cpu::set_fs_base(fs) };
+    }
     // The scheduler, a wait queue or the zombie slot still holds `prev`, and
     // `running` holds `target`, so both stay alive across the switch.
     drop(prev);
@@ -528,11 +572,14 @@ pub(crate) fn spawn(
         Some(c) => return Err(SpawnError::NoSuchCore(c)),
         None => PICKER.next(online),
     };
+    let tls = crate::tls::TlsBlock::new().map_err(|_| SpawnError::OutOfMemory)?;
+    let fs_base = tls.as_ref().map_or(0, crate::tls::TlsBlock::thread_pointer);
     let (stack, top) = alloc_stack(stack_size)?;
     let arg = Box::into_raw(Box::new(f)) as u64;
     // SAFETY: the stack is fresh, its top 16-byte aligned, owned by the task.
     let rsp = unsafe { context::prepare_stack(top, task_entry, arg) };
-    let task = new_task(prio, core, Some(stack), rsp);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let task = with_tls(id, prio, core, Some(stack), rsp, tls, fs_base);
     let id = task.0.id;
     let were = irq_disable();
     let mut c = CORES[core].lock();
@@ -582,6 +629,24 @@ pub(crate) fn sleep_until(deadline_ns: u64) {
 /// The id of the running task (1 is the boot task).
 pub(crate) fn current_id() -> u32 {
     current().0.id
+}
+
+/// The running task's `errno` (the last error of a `sys_*` call).
+#[cfg_attr(
+    target_os = "none",
+    allow(dead_code, reason = "std's sys_* calls use it")
+)]
+pub(crate) fn errno() -> i32 {
+    current().0.errno.load(Ordering::Relaxed)
+}
+
+/// Sets the running task's `errno`.
+#[cfg_attr(
+    target_os = "none",
+    allow(dead_code, reason = "std's sys_* calls use it")
+)]
+pub(crate) fn set_errno(value: i32) {
+    current().0.errno.store(value, Ordering::Relaxed);
 }
 
 /// The core the caller runs on.

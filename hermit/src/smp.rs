@@ -269,6 +269,8 @@ unsafe extern "C" fn ap_entry() -> ! {
 }
 
 extern "C" fn ap_start(boot: *const ApBoot, cpu: u32) -> ! {
+    // First: code built for `x86_64-unknown-hermit` uses SSE anywhere.
+    cpu::enable_fpu_sse();
     // SAFETY: the boot CPU passed the address of a leaked `ApBoot` that only
     // this AP uses.
     let boot = unsafe { &*boot };
@@ -283,7 +285,6 @@ extern "C" fn ap_start(boot: *const ApBoot, cpu: u32) -> ! {
         )
     };
     exception::load();
-    cpu::enable_fpu_sse();
     ONLINE.fetch_add(1, Ordering::AcqRel);
     (boot.main)(cpu)
 }

@@ -262,3 +262,92 @@ pub fn proxy_with_input(
     }
     run_with_input(cmd, input.map(<[u8]>::to_vec), limit)
 }
+
+/// Rust std applications: built for hermit (`-Zbuild-std`, each app in its
+/// own directory as the README says) and natively, from the same source.
+pub const STD_APPS: &[&str] = &["std-hello", "std-threads"];
+
+/// Where the std applications' images are.
+#[derive(Debug)]
+pub struct BuiltStd {
+    /// The hermit images' directory.
+    pub hermit_dir: PathBuf,
+    /// The native (Linux) programs' directory.
+    pub native_dir: PathBuf,
+}
+
+impl BuiltStd {
+    /// The hermit image of std app `name`.
+    pub fn hermit(&self, name: &str) -> PathBuf {
+        self.hermit_dir.join(name)
+    }
+
+    /// The native program of std app `name`.
+    pub fn native(&self, name: &str) -> PathBuf {
+        self.native_dir.join(name)
+    }
+}
+
+/// Builds (once per test process) the std apps for hermit and natively,
+/// with a target directory of their own (`std-apps` in cargo's), plus what
+/// [`built`] builds.
+pub fn built_std() -> &'static BuiltStd {
+    static BUILT: OnceLock<BuiltStd> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        built();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let dir = target_dir().join("std-apps");
+        let mut commands = Vec::new();
+        // One command per app: they differ in kernel features (`smp`). In
+        // the app's directory, its `.cargo/config.toml` picks the hermit
+        // target and builds std.
+        for app in STD_APPS {
+            let mut cmd = Command::new(&cargo);
+            cmd.current_dir(workspace().join("apps").join(app))
+                .env("CARGO_TARGET_DIR", &dir)
+                .args(["build", "--release"]);
+            commands.push(cmd);
+        }
+        let mut native = Command::new(&cargo);
+        native
+            .current_dir(workspace())
+            .env("CARGO_TARGET_DIR", &dir)
+            .args(["build", "--release"]);
+        for app in STD_APPS {
+            native.args(["-p", app]);
+        }
+        commands.push(native);
+        for mut cmd in commands {
+            let out = cmd.output().expect("cannot run cargo");
+            assert!(
+                out.status.success(),
+                "building the std apps failed ({cmd:?}):\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        BuiltStd {
+            hermit_dir: dir.join(format!("{STD_TARGET}/release")),
+            native_dir: dir.join("release"),
+        }
+    })
+}
+
+/// The target std apps are built for (`hermit/targets/STD_TARGET.json`).
+pub const STD_TARGET: &str = "x86_64-unknown-hermit-softfloat";
+
+/// Runs `image` (any path) with `args` through the proxy on `hv`, with
+/// extra environment `env` and `input` on stdin.
+pub fn proxy_image(
+    hv: Hypervisor,
+    image: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: Option<&[u8]>,
+) -> Output {
+    let mut cmd = Command::new(&built().proxy);
+    cmd.arg(image).args(args).env("HERMIT_ISLE", hv.isle());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_with_input(cmd, input.map(<[u8]>::to_vec), Duration::from_secs(120))
+}

@@ -63,3 +63,30 @@ pub fn halt_forever() -> ! {
         x86_64::instructions::hlt();
     }
 }
+
+/// `IA32_FS_BASE`: the base of the `fs` segment, the thread pointer of
+/// x86_64 thread-local storage.
+const IA32_FS_BASE: u32 = 0xc000_0100;
+
+/// Sets the `fs` segment base, the thread pointer that `#[thread_local]`
+/// accesses (`mov rax, fs:[...]`) are relative to. Needs CPL 0 (`wrmsr`).
+///
+/// # Safety
+/// Code that runs afterwards on this CPU uses `base` as its thread pointer:
+/// it must be 0 (no thread-local storage) or point just past a live TLS
+/// block whose first word after the block holds `base` itself (x86_64 TLS
+/// variant II), for as long as it stays loaded.
+pub unsafe fn set_fs_base(base: u64) {
+    // SAFETY: writing IA32_FS_BASE changes only the `fs` segment base; the
+    // caller vouches for the memory it designates. CPL 0 is a precondition
+    // of the kernel's context-switch path, which is the only caller.
+    unsafe {
+        core::arch::asm!(
+            "wrmsr",
+            in("ecx") IA32_FS_BASE,
+            in("eax") base as u32,
+            in("edx") (base >> 32) as u32,
+            options(nostack, preserves_flags),
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! The `sys_*` functions Rust std calls on hermit (`hermit-abi`), exported
+//! with C linkage: memory, standard I/O, time, futexes, threads, entropy,
+//! exit. Each checks its arguments (null pointers, lengths, clock ids,
+//! flags) and reports failure as `hermit-abi` documents for it, usually
+//! a negative errno; the running thread's `errno` (`sys_get_errno`) is set
+//! as well.
+//!
+//! Files and sockets are not here yet: fds other than 0-2 are refused with
+//! `EBADF` in one place, [`io::route`]. `SYMBOLS_MISSING` in the README
+//! lists what std references that this module does not provide.
+//!
+//! These are ordinary kernel functions (no privilege change): a call costs
+//! what a function call costs plus the work.
+
+use hermit_interface::errno::Errno;
+
+mod entropy;
+mod futex;
+pub(crate) mod io;
+mod mem;
+mod process;
+mod thread;
+mod time;
+
+/// Records `e` as the running thread's errno and returns `-e`, the form
+/// most `sys_*` calls return errors in.
+fn fail(e: Errno) -> i32 {
+    crate::sched::set_errno(e as i32);
+    -(e as i32)
+}
+
+/// [`fail`] for calls that return `isize`.
+fn fail_isize(e: Errno) -> isize {
+    fail(e) as isize
+}
+
+/// `Ok(v)` as `v`, `Err(e)` as [`fail`].
+fn result(r: Result<i32, Errno>) -> i32 {
+    r.unwrap_or_else(fail)
+}
+
+/// `timespec` as in `hermit-abi` (and Linux).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timespec {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Nanoseconds, `0..1_000_000_000`.
+    pub tv_nsec: i32,
+}
+
+impl Timespec {
+    /// The time as nanoseconds, if it is valid (non-negative seconds,
+    /// nanoseconds below one second); saturates at `u64::MAX`.
+    fn as_ns(&self) -> Result<u64, Errno> {
+        if self.tv_sec < 0 || !(0..1_000_000_000).contains(&self.tv_nsec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok((self.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(self.tv_nsec as u64))
+    }
+
+    fn from_ns(ns: u64) -> Self {
+        Self {
+            tv_sec: (ns / 1_000_000_000) as i64,
+            tv_nsec: (ns % 1_000_000_000) as i32,
+        }
+    }
+}
+
+/// Reads a `T` the application passed by pointer.
+///
+/// # Safety
+/// `p` is null or points to a readable, initialised `T` (the caller of the
+/// `sys_*` function promises that).
+unsafe fn read_arg<T: Copy>(p: *const T) -> Result<T, Errno> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: non-null and aligned; readable by the caller's promise.
+    Ok(unsafe { p.read() })
+}
