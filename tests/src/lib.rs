@@ -265,7 +265,7 @@ pub fn proxy_with_input(
 
 /// Rust std applications: built for hermit (`-Zbuild-std`, each app in its
 /// own directory as the README says) and natively, from the same source.
-pub const STD_APPS: &[&str] = &["std-hello", "std-threads"];
+pub const STD_APPS: &[&str] = &["std-hello", "std-threads", "std-fs", "std-http"];
 
 /// Where the std applications' images are.
 #[derive(Debug)]

@@ -180,3 +180,146 @@ fn std_sys_check_uhyve() {
 fn std_sys_check_qemu() {
     sys_check(Hypervisor::Qemu);
 }
+
+/// A fresh, empty host directory.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hermit-std-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+/// std::fs in a mapped host directory and in the guest's /tmp: the same
+/// lines as the Linux program in a host directory, and nothing left over.
+fn files(hv: Hypervisor) {
+    if !require(hv, "std-fs") {
+        return;
+    }
+    let host_dir = scratch(&format!("fs-native-{}", hv.isle()));
+    let host = native("std-fs", &[host_dir.to_str().unwrap()], &[], None);
+    assert_eq!(host.status, Some(0), "native: {host:?}");
+    assert!(host.stdout.contains("json round trip: true\n"), "{host:?}");
+
+    let mapped = scratch(&format!("fs-mapped-{}", hv.isle()));
+    let mount = format!("{}:/data", mapped.display());
+    let guest = hermit(hv, "std-fs", &["/data"], &[("HERMIT_MOUNT", &mount)], None);
+    assert_eq!(guest.status, Some(0), "{guest:?}");
+    assert_eq!(guest.stdout, host.stdout, "{guest:?}");
+    let left: Vec<_> = std::fs::read_dir(&mapped).unwrap().collect();
+    assert!(left.is_empty(), "the guest left {left:?} behind");
+
+    let guest = hermit(hv, "std-fs", &["/tmp"], &[], None);
+    assert_eq!(guest.status, Some(0), "{guest:?}");
+    assert_eq!(guest.stdout, host.stdout, "{guest:?}");
+
+    // A directory that does not exist: the same error as natively.
+    let guest = hermit(hv, "std-fs", &["/nonexistent"], &[], None);
+    let host = native("std-fs", &["/nonexistent"], &[], None);
+    assert_eq!(guest.status, Some(1), "{guest:?}");
+    assert_eq!(host.status, Some(1), "{host:?}");
+    assert_eq!(guest.stderr.trim_end(), host.stderr.trim_end(), "{guest:?}");
+    let _ = std::fs::remove_dir_all(host_dir);
+    let _ = std::fs::remove_dir_all(mapped);
+}
+
+#[test]
+fn std_fs_uhyve() {
+    files(Hypervisor::Uhyve);
+}
+
+#[test]
+fn std_fs_qemu() {
+    files(Hypervisor::Qemu);
+}
+
+/// A free TCP port on the host's 127.0.0.1 (free when this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// GETs `path` from 127.0.0.1:`port`, retrying while the server starts;
+/// the status line and the body.
+fn get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply)?;
+            Ok(reply)
+        })();
+        match attempt {
+            Ok(reply) if !reply.is_empty() => {
+                let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+                let status = head.lines().next().unwrap_or("").to_owned();
+                return (status, body.to_owned());
+            }
+            _ if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => panic!("GET {path} from port {port}: {other:?}"),
+        }
+    }
+}
+
+/// std::net::TcpListener in the guest, reached through HERMIT_APP_PORT:
+/// the same answers as the Linux program.
+fn http(hv: Hypervisor) {
+    if !require(hv, "std-http") {
+        return;
+    }
+    let paths = ["/", "/echo/hermit", "/missing"];
+    let serve = |port: u16, guest: bool| {
+        let port_s = port.to_string();
+        let count = paths.len().to_string();
+        std::thread::spawn(move || {
+            if guest {
+                hermit(
+                    hv,
+                    "std-http",
+                    &[&port_s, &count],
+                    &[("HERMIT_APP_PORT", &port_s)],
+                    None,
+                )
+            } else {
+                native("std-http", &[&port_s, &count], &[], None)
+            }
+        })
+    };
+    let host_port = free_port();
+    let host = serve(host_port, false);
+    let host_answers: Vec<_> = paths.iter().map(|p| get(host_port, p)).collect();
+    let host = host.join().unwrap();
+    assert_eq!(host.status, Some(0), "native: {host:?}");
+
+    let guest_port = free_port();
+    let guest = serve(guest_port, true);
+    let guest_answers: Vec<_> = paths.iter().map(|p| get(guest_port, p)).collect();
+    let guest = guest.join().unwrap();
+    assert_eq!(guest.status, Some(0), "{guest:?}");
+    assert_eq!(guest_answers, host_answers, "{guest:?}");
+    assert_eq!(guest_answers[1].1, "hermit");
+    assert!(guest_answers[2].0.contains("404"), "{guest_answers:?}");
+    let strip = |s: &str| s.replace(&guest_port.to_string(), "PORT");
+    assert_eq!(
+        strip(&guest.stdout),
+        host.stdout.replace(&host_port.to_string(), "PORT"),
+        "{guest:?}"
+    );
+}
+
+#[test]
+fn std_http_uhyve() {
+    http(Hypervisor::Uhyve);
+}
+
+#[test]
+fn std_http_qemu() {
+    http(Hypervisor::Qemu);
+}

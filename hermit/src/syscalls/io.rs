@@ -1,49 +1,21 @@
 //! `sys_read`, `sys_write`, `sys_readv`, `sys_writev` and `sys_isatty`.
 //!
-//! [`route`] is the one place that decides what a file descriptor is: for
-//! now 0 is the host's stdin (the bytes piped into the proxy), 1 and 2 are
-//! the console, anything else is `EBADF` until the file and socket layer
-//! is wired in here.
+//! Every descriptor (the standard streams on 0-2, files, sockets) lives in
+//! the one table of `hermit-syscalls` ([`super::files::sys`]).
 
 use hermit_interface::errno::Errno;
 
 use super::{fail, fail_isize};
-use crate::console::Stream;
 
 /// Most entries `sys_readv`/`sys_writev` accept (`hermit-abi`'s `IOV_MAX`).
 const IOV_MAX: usize = 1024;
 
-/// What a file descriptor refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// The host's standard input.
-    Stdin,
-    /// Standard output or error.
-    Console(Stream),
-}
-
-/// The object behind `fd`.
-pub(crate) fn route(fd: i32) -> Result<Target, Errno> {
-    match fd {
-        0 => Ok(Target::Stdin),
-        1 => Ok(Target::Console(Stream::Stdout)),
-        2 => Ok(Target::Console(Stream::Stderr)),
-        _ => Err(Errno::EBADF),
-    }
-}
-
 fn write_to(fd: i32, bytes: &[u8]) -> Result<usize, Errno> {
-    match route(fd)? {
-        Target::Console(stream) => Ok(crate::console::write(stream, bytes)),
-        Target::Stdin => Err(Errno::EBADF),
-    }
+    super::files::sys().write_buf(fd, bytes)
 }
 
 fn read_from(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
-    match route(fd)? {
-        Target::Stdin => crate::fs::stdin().read(buf),
-        Target::Console(_) => Err(Errno::EBADF),
-    }
+    super::files::sys().read_buf(fd, buf)
 }
 
 /// The `len` bytes at `buf`, checked for null and size.
@@ -203,12 +175,13 @@ pub unsafe extern "C" fn sys_readv(fd: i32, iov: *const IoVec, iovcnt: usize) ->
     total.min(isize::MAX as usize) as isize
 }
 
-/// Whether `fd` is a terminal: 0 for the standard streams (the proxy
-/// passes pipes or files as often as terminals, and the guest cannot
-/// tell), `-EBADF` for other fds.
+/// Whether `fd` is a terminal: 0 for every open descriptor (the proxy
+/// passes pipes or files as often as terminals and the guest cannot tell;
+/// `hermit-abi`'s own `isatty` answers false as well), `-EBADF` for a
+/// closed one.
 #[unsafe(no_mangle)]
 pub extern "C" fn sys_isatty(fd: i32) -> i32 {
-    match route(fd) {
+    match super::files::sys().is_terminal(fd) {
         Ok(_) => 0,
         Err(e) => fail(e),
     }

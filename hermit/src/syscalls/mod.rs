@@ -5,9 +5,10 @@
 //! a negative errno; the running thread's `errno` (`sys_get_errno`) is set
 //! as well.
 //!
-//! Files and sockets are not here yet: fds other than 0-2 are refused with
-//! `EBADF` in one place, [`io::route`]. `SYMBOLS_MISSING` in the README
-//! lists what std references that this module does not provide.
+//! Files, directories, descriptors and poll ([`files`]) and sockets
+//! ([`sockets`], with the `tcp`/`udp` features) are one-line exports into
+//! the `hermit-syscalls` crate, which owns the one descriptor table (the
+//! standard streams on 0-2, files, sockets) and the argument checking.
 //!
 //! These are ordinary kernel functions (no privilege change): a call costs
 //! what a function call costs plus the work.
@@ -15,10 +16,13 @@
 use hermit_interface::errno::Errno;
 
 mod entropy;
+mod files;
 mod futex;
 pub(crate) mod io;
 mod mem;
 mod process;
+#[cfg(any(feature = "tcp", feature = "udp"))]
+mod sockets;
 mod thread;
 mod time;
 
