@@ -271,36 +271,63 @@ impl Region for AtomicRegion {
 
     fn read(&self, offset: usize, buf: &mut [u8]) {
         self.check_range(offset, buf.len());
-        let mut pos = 0;
-        while pos < buf.len() {
-            let at = offset + pos;
-            let in_word = at % 8;
-            let n = (8 - in_word).min(buf.len() - pos);
-            let bytes = self.words[at / 8].load(Ordering::Relaxed).to_le_bytes();
-            buf[pos..pos + n].copy_from_slice(&bytes[in_word..in_word + n]);
-            pos += n;
+        let end = offset + buf.len();
+        // Partial first word, whole words, partial last word.
+        let head = ((8 - offset % 8) % 8).min(buf.len());
+        let (first, rest) = buf.split_at_mut(head);
+        self.read_partial(offset, first);
+        let words_at = (offset + head) / 8;
+        let mut chunks = rest.chunks_exact_mut(8);
+        for (out, word) in (&mut chunks).zip(&self.words[words_at..]) {
+            out.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
         }
+        let tail = chunks.into_remainder();
+        let tail_at = end - tail.len();
+        self.read_partial(tail_at, tail);
     }
 
     fn write(&self, offset: usize, data: &[u8]) {
         self.check_range(offset, data.len());
-        let mut pos = 0;
-        while pos < data.len() {
-            let at = offset + pos;
-            let in_word = at % 8;
-            let n = (8 - in_word).min(data.len() - pos);
-            let word = &self.words[at / 8];
-            let mut bytes = [0u8; 8];
-            bytes[in_word..in_word + n].copy_from_slice(&data[pos..pos + n]);
-            let value = u64::from_le_bytes(bytes);
-            if n == 8 {
-                word.store(value, Ordering::Relaxed);
-            } else {
-                let mut mask_bytes = [0u8; 8];
-                mask_bytes[in_word..in_word + n].fill(0xff);
-                Self::merge(word, u64::from_le_bytes(mask_bytes), value);
-            }
-            pos += n;
+        let head = ((8 - offset % 8) % 8).min(data.len());
+        let (first, rest) = data.split_at(head);
+        self.write_partial(offset, first);
+        let words_at = (offset + head) / 8;
+        let chunks = rest.chunks_exact(8);
+        let tail = chunks.remainder();
+        for (bytes, word) in chunks.zip(&self.words[words_at..]) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(bytes);
+            word.store(u64::from_le_bytes(w), Ordering::Relaxed);
         }
+        self.write_partial(offset + data.len() - tail.len(), tail);
+    }
+}
+
+impl AtomicRegion {
+    /// Reads `buf` (inside one word) at `offset`.
+    fn read_partial(&self, offset: usize, buf: &mut [u8]) {
+        if buf.is_empty() {
+            return;
+        }
+        let in_word = offset % 8;
+        let bytes = self.words[offset / 8].load(Ordering::Relaxed).to_le_bytes();
+        buf.copy_from_slice(&bytes[in_word..in_word + buf.len()]);
+    }
+
+    /// Writes `data` (inside one word) at `offset`, keeping the other bytes.
+    fn write_partial(&self, offset: usize, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let in_word = offset % 8;
+        let mut bytes = [0u8; 8];
+        bytes[in_word..in_word + data.len()].copy_from_slice(data);
+        let mut mask = [0u8; 8];
+        mask[in_word..in_word + data.len()].fill(0xff);
+        Self::merge(
+            &self.words[offset / 8],
+            u64::from_le_bytes(mask),
+            u64::from_le_bytes(bytes),
+        );
     }
 }
