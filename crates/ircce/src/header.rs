@@ -71,6 +71,14 @@ pub enum HeaderError {
         /// Value found.
         found: u32,
     },
+    /// The header holds another number of layout parameters.
+    #[error("region header has {found} layout parameters, this build expects {expected}")]
+    ParamCount {
+        /// Our count.
+        expected: u32,
+        /// Count found.
+        found: u32,
+    },
     /// The state word holds no known state.
     #[error("region header state {0} is unknown (corrupt header)")]
     BadState(u32),
@@ -203,8 +211,8 @@ pub fn check<R: Region>(
     }
     let count = region.load_u32(OFF_COUNT);
     if count as usize != params.len() {
-        return Err(HeaderError::ParamMismatch {
-            index: MAX_PARAMS,
+        return Err(HeaderError::ParamCount {
+            // At most MAX_PARAMS, checked by `attach`.
             expected: params.len() as u32,
             found: count,
         });

@@ -25,6 +25,24 @@
 //! no unsafe code and never holds a reference into memory another VM writes;
 //! the host tests run UEs as threads over an [`AtomicRegion`].
 //!
+//! ```
+//! use hermit_ircce::{AtomicRegion, Config, Ircce, PollNotify, WaitList};
+//!
+//! let region = AtomicRegion::new(1 << 20);
+//! let config = Config::new(2);
+//! // Two UEs in one thread here; normally one per isle or thread.
+//! let a = Ircce::init(&region, PollNotify, 0, config)?;
+//! let b = Ircce::init(&region, PollNotify, 1, config)?;
+//! let mut got = [0u8; 5];
+//! let mut list = WaitList::new();
+//! list.add(a.isend(b"hello", 1)?);
+//! list.add(b.irecv(&mut got, 0)?);
+//! list.wait_all()?;
+//! drop(list);
+//! assert_eq!(&got, b"hello");
+//! # Ok::<(), hermit_ircce::Error>(())
+//! ```
+//!
 //! Not here: the kernel's `Region` over guest-physical memory and the
 //! hypervisor's doorbells (they implement the traits), recovery of a UE that
 //! died mid-message (its channels stay stuck; the header and other pairs are
@@ -421,8 +439,13 @@ impl<R: Region, N: Notify> Ircce<R, N> {
         Request::new_recv(self, buf, src)
     }
 
-    /// Sends `data` to `dst` and returns once the receiver has taken all of
-    /// it out of the shared region.
+    /// Sends `data` to `dst` and returns once all of it is in the shared
+    /// region (all but the last two chunks also taken out by the receiver).
+    ///
+    /// As in RCCE, a message longer than two chunks needs the receiver to
+    /// take part: two UEs that send long messages to each other at the same
+    /// time, or a UE that sends a long message to itself, wait forever; use
+    /// [`Ircce::isend`]/[`Ircce::irecv`] with a [`WaitList`] for exchanges.
     pub fn send(&self, data: &[u8], dst: usize) -> Result<(), Error> {
         self.isend(data, dst)?.wait()
     }

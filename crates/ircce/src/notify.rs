@@ -50,6 +50,8 @@ impl<N: Notify + ?Sized> Notify for Box<N> {
 
 /// No doorbells at all: `ring` does nothing and `wait` spins briefly, so
 /// every waiter polls. Right when each UE owns a core; wasteful otherwise.
+/// Note that a spin is short, so [`crate::header::attach`]'s wait for a
+/// concurrent formatter (counted in `wait` calls) lasts milliseconds only.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PollNotify;
 
