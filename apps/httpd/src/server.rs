@@ -1,6 +1,6 @@
 //! The web server of `httpd` and `httpd-rtl8139` (one source, two cards).
 //!
-//! `httpd [PORT] [--dir DIR] [--requests N] [--workers W]`: serves GET and
+//! `httpd [PORT] [--dir DIR] [--requests N] [--workers W] [--backlog B]`: serves GET and
 //! HEAD on `PORT` (default 8080) over HTTP/1.0 and HTTP/1.1. `/` is the
 //! built-in index page unless `DIR/index.html` exists; every other path is a
 //! file below `DIR` (for example a host directory mapped with
@@ -10,7 +10,12 @@
 //! file's extension and `Connection: close` (no keep-alive: a fixed pool of
 //! `W` worker threads, default 8, shares the listener, so many concurrent
 //! connections queue in the stack's backlog instead of holding threads).
-//! With `--requests N` the server ends with status 0 once N responses were
+//! `--timeout SECS` (default 30) is how long a connection may stay silent
+//! before its request head is complete (it is then closed without an
+//! answer). `--backlog B` (default 128) is how many connections the stack accepts
+//! before a worker takes them: its smoltcp stack answers a SYN beyond the
+//! backlog with a reset rather than dropping it, so a burst of clients
+//! needs a backlog as large as the burst. With `--requests N` the server ends with status 0 once N responses were
 //! sent; without, it runs until the VM is stopped.
 //!
 //! Once ready it prints `httpd: listening on ADDR:PORT`, and one line per
@@ -29,8 +34,6 @@ use hermit::{eprintln, println};
 
 /// Longest request head (request line and headers) accepted.
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a client may take to send its request head.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the client to close after the response.
 const LINGER: Duration = Duration::from_secs(2);
 /// File data sent per write.
@@ -50,6 +53,8 @@ struct Options {
     dir: Option<String>,
     requests: Option<u64>,
     workers: usize,
+    backlog: usize,
+    timeout: Duration,
     log: bool,
 }
 
@@ -62,6 +67,8 @@ fn parse_args(args: &[&str]) -> Result<Options, Usage> {
         dir: None,
         requests: None,
         workers: 8,
+        backlog: 128,
+        timeout: Duration::from_secs(30),
         log: false,
     };
     let mut it = args.iter();
@@ -83,6 +90,16 @@ fn parse_args(args: &[&str]) -> Result<Options, Usage> {
                     return Err(Usage);
                 }
             }
+            "--backlog" => {
+                opts.backlog = number(value("--backlog")?, "backlog")?;
+                if !(1..=1024).contains(&opts.backlog) {
+                    eprintln!("httpd: backlog must be 1..=1024");
+                    return Err(Usage);
+                }
+            }
+            "--timeout" => {
+                opts.timeout = Duration::from_secs(number(value("--timeout")?, "timeout")?);
+            }
             "--log" => opts.log = true,
             _ if !port_seen && !arg.starts_with('-') => {
                 opts.port = number(arg, "port")?;
@@ -91,7 +108,7 @@ fn parse_args(args: &[&str]) -> Result<Options, Usage> {
             _ => {
                 eprintln!(
                     "httpd: unexpected argument '{arg}'\n\
-                     usage: httpd [PORT] [--dir DIR] [--requests N] [--workers W] [--log]"
+                     usage: httpd [PORT] [--dir DIR] [--requests N] [--workers W] [--backlog B] [--timeout SECS] [--log]"
                 );
                 return Err(Usage);
             }
@@ -112,6 +129,8 @@ struct Server {
     listener: TcpListener,
     dir: Option<String>,
     log: bool,
+    /// How long a request head may take.
+    timeout: Duration,
     /// Responses sent so far.
     served: AtomicU64,
     /// Set by a worker whose accept failed for good.
@@ -126,7 +145,7 @@ pub fn main() -> i32 {
     let Ok(opts) = parse_args(&args) else {
         return 2;
     };
-    let listener = match net::listen(opts.port) {
+    let listener = match net::stack().and_then(|s| s.tcp_listen(opts.port, opts.backlog)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("httpd: cannot listen on port {}: {e}", opts.port);
@@ -137,6 +156,7 @@ pub fn main() -> i32 {
         listener,
         dir: opts.dir,
         log: opts.log,
+        timeout: opts.timeout,
         served: AtomicU64::new(0),
         broken: AtomicBool::new(false),
         progress: (Mutex::new(()), Condvar::new()),
@@ -229,7 +249,7 @@ const BAD_VERSION: Status = Status(505, "HTTP Version Not Supported");
 /// Reads and answers one request; false if the client went away before a
 /// response could be sent.
 fn handle(server: &Server, stream: &TcpStream, head: &mut [u8]) -> bool {
-    let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(server.timeout));
     let len = match read_head(stream, head) {
         Ok(Some(len)) => len,
         Ok(None) => return error(stream, TOO_LARGE, true),
