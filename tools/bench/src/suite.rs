@@ -1053,7 +1053,8 @@ fn netio_program(o: &Options, guests: &[Guest]) -> Result<Program, SuiteError> {
         httpd: existing(target.join("x86_64-unknown-none/release/httpd"))?,
     };
     let quick = o.mode == Mode::Quick;
-    // KVM guests move little: their kernel code is emulated (~0.15 MB/s).
+    // KVM guests move little: their kernel code is emulated (about 0.1 MB/s,
+    // and 5 ms per 1-byte message).
     let (native, kvm, tcg) = if quick {
         (
             Amount {
@@ -1076,8 +1077,8 @@ fn netio_program(o: &Options, guests: &[Guest]) -> Result<Program, SuiteError> {
                 calls: 1 << 20,
             },
             Amount {
-                base: 1 << 20,
-                calls: 16_384,
+                base: 512 << 10,
+                calls: 2_048,
             },
             Amount {
                 base: 16 << 20,
