@@ -28,6 +28,10 @@ pub const APPS: &[&str] = &[
     "benchmarks",
     "nic-check",
     "nic-check-rtl8139",
+    "echo",
+    "httpd",
+    "httpd-rtl8139",
+    "netio",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
@@ -44,6 +48,11 @@ pub const FEATURE_APPS: &[&str] = &[
     // One NIC model each: `rtl8139` and `virtio-net` exclude each other.
     "nic-check",
     "nic-check-rtl8139",
+    // Network apps: their card and `tcp` features must not reach the others.
+    "echo",
+    "httpd",
+    "httpd-rtl8139",
+    "netio",
 ];
 
 /// The workspace root.

@@ -8,7 +8,7 @@
 //!   build of the thread benchmarks alone ([`native`]); `threads` runs it.
 //! - `hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg]
 //!   [--only LIST]`: the whole suite (boot, threads, basic, hourglass,
-//!   STREAM, file I/O, footprint) with tables, `results.json` and SVG plots ([`suite`]).
+//!   STREAM, file I/O, netio, footprint) with tables, `results.json` and SVG plots ([`suite`]).
 //! - `hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]`: the
 //!   native build of the `bench-core` benchmarks ([`native_core`]); `all`
 //!   runs it.
@@ -26,6 +26,7 @@ mod exits;
 mod footprint;
 mod native;
 mod native_core;
+mod netio;
 mod suite;
 mod svg;
 mod threads;

@@ -23,13 +23,13 @@ use crate::{boot, footprint, svg, target_dir};
 /// What to build before `all` (host tools and kernel images in separate
 /// commands: cargo unifies features across one command, and the host side
 /// turns on `std` in crates the kernel shares).
-pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p pvh-loader -p hello -p benchmarks && cargo build --release -p bench-threads";
+pub const BUILD: &str = "cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p pvh-loader -p hello -p benchmarks && cargo build --release -p bench-threads && cargo build --release -p netio -p httpd";
 
 const USAGE: &str =
     "usage: hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]";
 
 /// Every part of the suite, in the order it runs.
-pub const PARTS: [&str; 8] = [
+pub const PARTS: [&str; 9] = [
     "boot",
     "threads",
     "basic",
@@ -37,6 +37,7 @@ pub const PARTS: [&str; 8] = [
     "stream",
     "stream-large",
     "fileio",
+    "netio",
     "footprint",
 ];
 
@@ -1000,7 +1001,7 @@ fn plots(
             continue;
         }
         let unit = match p.name {
-            "stream" | "stream-large" => "MB/s",
+            "stream" | "stream-large" | "netio" => "MB/s",
             _ => "ns",
         };
         let groups: Vec<svg::Group> = p
@@ -1038,6 +1039,82 @@ fn machine() -> Value {
         "linux": kernel,
         "kvm": uhyve::kvm_available().err().map_or("usable".to_string(), |e| format!("unusable: {e}")),
         "qemu": boot::qemu_unavailable().unwrap_or_else(|| "installed".into()),
+    })
+}
+
+/// Runs the `netio` part ([`crate::netio`]) and wraps its columns as a
+/// program, so that tables, JSON and plots treat it like the others.
+fn netio_program(o: &Options, guests: &[Guest]) -> Result<Program, SuiteError> {
+    use crate::netio::{Amount, Built, Platform};
+    let target = target_dir();
+    let built = Built {
+        proxy: existing(target.join("release/proxy"))?,
+        netio: existing(target.join("x86_64-unknown-none/release/netio"))?,
+        httpd: existing(target.join("x86_64-unknown-none/release/httpd"))?,
+    };
+    let quick = o.mode == Mode::Quick;
+    // KVM guests move little: their kernel code is emulated (about 0.1 MB/s,
+    // and 5 ms per 1-byte message).
+    let (native, kvm, tcg) = if quick {
+        (
+            Amount {
+                base: 1 << 20,
+                calls: 16_384,
+            },
+            Amount {
+                base: 32 << 10,
+                calls: 256,
+            },
+            Amount {
+                base: 1 << 20,
+                calls: 16_384,
+            },
+        )
+    } else {
+        (
+            Amount {
+                base: 256 << 20,
+                calls: 1 << 20,
+            },
+            Amount {
+                base: 512 << 10,
+                calls: 2_048,
+            },
+            Amount {
+                base: 16 << 20,
+                calls: 131_072,
+            },
+        )
+    };
+    let platforms: Vec<Platform<'_>> = guests
+        .iter()
+        .map(|g| Platform {
+            key: g.key,
+            env: g.env.clone(),
+            unavailable: g.unavailable.clone(),
+            amount: if g.key == "qemu-tcg" { tcg } else { kvm },
+        })
+        .collect();
+    let columns = crate::netio::measure(&built, native, &platforms, o.runs);
+    let amount = |a: Amount| format!("{} KiB, at most {} calls", a.base >> 10, a.calls);
+    Ok(Program {
+        name: "netio",
+        about: format!(
+            "TCP throughput per message size, guest (or native thread) as server, host client; \
+             per size and direction native {}, KVM {}, TCG {}; http-get: GET / from httpd",
+            amount(native),
+            amount(kvm),
+            amount(tcg)
+        ),
+        image: "netio",
+        native_args: Vec::new(),
+        guest_args: Vec::new(),
+        guest_env: Vec::new(),
+        excluded: Vec::new(),
+        limit: Duration::from_secs(600),
+        rows: crate::netio::rows(),
+        columns,
+        commands: Vec::new(),
     })
 }
 
@@ -1081,6 +1158,9 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
         && let Err(e) = std::fs::remove_dir_all(dir)
     {
         eprintln!("fileio: cannot remove {}: {e}", dir.display());
+    }
+    if o.only.contains(&"netio") {
+        programs.push(netio_program(&o, &guests)?);
     }
     let footprint = if o.only.contains(&"footprint") {
         eprintln!("footprint: bisecting HERMIT_MEM ...");
@@ -1128,6 +1208,12 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
                 println!("{}: failed {f}", c.name);
             }
         }
+        if p.name == "netio" {
+            println!("\ngoal (issue 5): >= 3 Gbit/s with 32 KiB messages on uhyve");
+            for line in crate::netio::goals(&p.columns) {
+                println!("{line}");
+            }
+        }
         if p.name == "fileio" {
             println!(
                 "\ngoals (issue 4): a 1-byte write within 2x of native, sequential I/O within 10%"
@@ -1162,6 +1248,9 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
     }
     for p in &programs {
         let mut v = program_json(p);
+        if p.name == "netio" {
+            v["goals"] = json!(crate::netio::goals(&p.columns));
+        }
         if p.name == "fileio" {
             v["goals"] = json!(fileio_goals(&p.columns));
             v["exits_per_call"] = FILEIO_EXITS
