@@ -146,7 +146,10 @@ impl HostTransport for UhyveTransport {
         };
         SLOTS_FREE.fetch_or(1 << slot, Ordering::Release);
         if let (Some(copy), Data::Out(buf)) = (out_copy, data) {
-            let n = usize::try_from(result).unwrap_or(0).min(buf.len());
+            // What the host stored: for a stat the record, not `result`.
+            let n = usize::try_from(call.stored_len(result))
+                .unwrap_or(0)
+                .min(buf.len());
             buf[..n].copy_from_slice(&copy[..n]);
         }
         result

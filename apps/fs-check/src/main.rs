@@ -169,6 +169,14 @@ fn threads(t: usize, n: usize, dir: &str) -> Check {
                     let name = format!("{dir}/t{k}-{i}");
                     let data = format!("thread {k} file {i}");
                     ensure!(ok("read", fs::read(&name))? == data.as_bytes(), "{name}");
+                    // stat and fstat from a spawned thread (its stack lies
+                    // outside the identity map: the record takes a detour).
+                    let size = ok("stat", fs::metadata(&name))?.size;
+                    ensure!(size == data.len() as i64, "stat size {size} of {name}");
+                    let f = ok("open", File::open(&name))?;
+                    let size = ok("fstat", f.metadata())?.size;
+                    ensure!(size == data.len() as i64, "fstat size {size} of {name}");
+                    drop(f);
                     ok("unlink", fs::remove_file(&name))?;
                 }
                 Ok(())

@@ -49,13 +49,16 @@ fn run(dir: &Path) -> std::io::Result<()> {
     let kinds: Vec<serde_json::Value> = names
         .iter()
         .map(|n| {
-            let m = fs::metadata(root.join(n)).map(|m| m.is_dir()).unwrap_or(false);
+            let m = fs::metadata(root.join(n))
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
             serde_json::json!({ "name": n, "dir": m })
         })
         .collect();
     let json = serde_json::to_string(&kinds).map_err(std::io::Error::other)?;
     println!("json: {json}");
-    let back: Vec<serde_json::Value> = serde_json::from_str(&json).map_err(std::io::Error::other)?;
+    let back: Vec<serde_json::Value> =
+        serde_json::from_str(&json).map_err(std::io::Error::other)?;
     println!("json round trip: {}", back == kinds);
 
     // (std has no rename on hermit: hermit-abi 0.5 offers no sys_rename.)
@@ -68,7 +71,9 @@ fn run(dir: &Path) -> std::io::Result<()> {
     }
     println!(
         "copied: {:?}",
-        fs::read_to_string(root.join("copy.txt"))?.lines().collect::<Vec<_>>()
+        fs::read_to_string(root.join("copy.txt"))?
+            .lines()
+            .collect::<Vec<_>>()
     );
     match fs::read(root.join("missing")) {
         Ok(_) => println!("missing file: opened?!"),

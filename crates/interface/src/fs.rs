@@ -174,6 +174,22 @@ pub struct FsCall {
     pub result: i64,
 }
 
+impl FsCall {
+    /// How many bytes of the call's buffer a call that returned `result`
+    /// filled in: the count for reads, directory records and the mount
+    /// list, one [`FileStat`] for a successful stat, nothing otherwise.
+    pub fn stored_len(&self, result: i64) -> u64 {
+        let Ok(n) = u64::try_from(result) else {
+            return 0;
+        };
+        match Op::from_raw(self.op) {
+            Some(Op::Read | Op::Pread | Op::ReadDir | Op::MountInfo) => n,
+            Some(Op::Fstat | Op::Stat) => FileStat::SIZE as u64,
+            _ => 0,
+        }
+    }
+}
+
 /// `FsCall::flags` of `Op::Open`: Linux's values. Any other bit is refused
 /// with `EINVAL`; the host adds `O_CLOEXEC` and `O_NOCTTY` by itself.
 pub mod open_flags {

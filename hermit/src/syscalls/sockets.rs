@@ -161,7 +161,11 @@ pub extern "C" fn sys_shutdown_socket(s: i32, how: i32) -> i32 {
 /// # Safety
 /// `name`/`namelen` as in getsockname(2).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sys_getsockname(s: i32, name: *mut sockaddr, namelen: *mut socklen_t) -> i32 {
+pub unsafe extern "C" fn sys_getsockname(
+    s: i32,
+    name: *mut sockaddr,
+    namelen: *mut socklen_t,
+) -> i32 {
     // SAFETY: the caller's promise.
     noted(unsafe { sys().getsockname(s, name, namelen) })
 }
@@ -171,7 +175,11 @@ pub unsafe extern "C" fn sys_getsockname(s: i32, name: *mut sockaddr, namelen: *
 /// # Safety
 /// As [`sys_getsockname`].
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sys_getpeername(s: i32, name: *mut sockaddr, namelen: *mut socklen_t) -> i32 {
+pub unsafe extern "C" fn sys_getpeername(
+    s: i32,
+    name: *mut sockaddr,
+    namelen: *mut socklen_t,
+) -> i32 {
     // SAFETY: the caller's promise.
     noted(unsafe { sys().getpeername(s, name, namelen) })
 }
@@ -243,7 +251,11 @@ pub unsafe extern "C" fn sys_freeaddrinfo(ai: *mut addrinfo) {
 /// `name` is null or NUL-terminated; `inaddr` is null or `len` writable
 /// bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn sys_getaddrbyname(name: *const c_char, inaddr: *mut u8, len: usize) -> i32 {
+pub unsafe extern "C" fn sys_getaddrbyname(
+    name: *const c_char,
+    inaddr: *mut u8,
+    len: usize,
+) -> i32 {
     let _ = network();
     // SAFETY: the caller's promise.
     noted(unsafe { sys().getaddrbyname(name.cast(), inaddr, len) })

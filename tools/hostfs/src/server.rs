@@ -656,14 +656,7 @@ impl<'a> HostDirent<'a> {
 /// stored: what a byte-stream transport sends back after its
 /// [`StreamReply`](hermit_interface::fs::stream::StreamReply).
 pub fn stored_len(call: &FsCall, result: i64) -> u64 {
-    let Ok(n) = u64::try_from(result) else {
-        return 0;
-    };
-    match Op::from_raw(call.op) {
-        Some(Op::Read | Op::Pread | Op::ReadDir | Op::MountInfo) => n,
-        Some(Op::Fstat | Op::Stat) => size_of::<FileStat>() as u64,
-        _ => 0,
-    }
+    call.stored_len(result)
 }
 
 /// `path` without empty and `.` components (`.` if nothing is left), as a
