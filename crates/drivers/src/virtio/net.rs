@@ -124,6 +124,28 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
     }
 }
 
+/// How often [`VirtioNet::free_tx_buffer`] polls a full transmit queue
+/// before giving up.
+const TX_FULL_POLLS: u32 = 1 << 20;
+
+impl<H: Hal, T: Transport> VirtioNet<H, T> {
+    /// A transmit buffer the device does not hold. With all of them in
+    /// flight, waits for the device to finish one: dropping the frame
+    /// instead would cost a TCP retransmission, far more than the wait
+    /// (QEMU completes transmissions in a bottom half, uhyve in its
+    /// worker thread). `None` if the device never finishes one.
+    fn free_tx_buffer(&mut self) -> Option<Buffer> {
+        for _ in 0..TX_FULL_POLLS {
+            self.reclaim_tx();
+            if let Some(buf) = self.tx_free.pop() {
+                return Some(buf);
+            }
+            core::hint::spin_loop();
+        }
+        None
+    }
+}
+
 impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
     fn mac(&self) -> [u8; 6] {
         self.dev.mac_address()
@@ -157,8 +179,7 @@ impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
         if !(14..=MAX_FRAME).contains(&len) {
             return Err(TxError::BadLength(len));
         }
-        self.reclaim_tx();
-        let Some(mut buf) = self.tx_free.pop() else {
+        let Some(mut buf) = self.free_tx_buffer() else {
             return Err(TxError::Busy);
         };
         let header = match self.dev.fill_buffer_header(&mut buf[..]) {
