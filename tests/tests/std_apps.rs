@@ -323,3 +323,40 @@ fn std_http_uhyve() {
 fn std_http_qemu() {
     http(Hypervisor::Qemu);
 }
+
+/// The stock `x86_64-unknown-hermit` target (SSE floats, red zone) builds
+/// the same app, and the image runs where SSE instructions are executed
+/// rather than emulated: under QEMU's TCG. (On this host's software KVM
+/// the first SSE instruction at CPL 0 ends the VM, which is why the apps
+/// build for the soft-float variant; not asserted, since a hardware KVM
+/// runs it.)
+#[test]
+fn std_hello_stock_target_on_qemu_tcg() {
+    if !require(
+        Hypervisor::Qemu,
+        "std-hello for x86_64-unknown-hermit on TCG",
+    ) {
+        return;
+    }
+    built_std();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = boot_tests::target_dir().join("std-apps");
+    let out = Command::new(cargo)
+        .current_dir(boot_tests::workspace().join("apps/std-hello"))
+        .env("CARGO_TARGET_DIR", &dir)
+        .args(["build", "--release", "--target", "x86_64-unknown-hermit"])
+        .output()
+        .expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "building std-hello for x86_64-unknown-hermit failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = dir.join("x86_64-unknown-hermit/release/std-hello");
+    let args = ["stock", "target"];
+    let env = [("STD_HELLO_EXIT", "3"), ("HERMIT_KVM", "0")];
+    let guest = proxy_image(Hypervisor::Qemu, &image, &args, &env, None);
+    let host = native("std-hello", &args, &env[..1], None);
+    assert_eq!(guest.status, Some(3), "{guest:?}");
+    assert_eq!(guest.stdout, host.stdout, "{guest:?}");
+}
