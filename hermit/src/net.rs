@@ -15,7 +15,7 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::AtomicU32;
 use core::time::Duration;
 
 pub use core::net::{Ipv4Addr, SocketAddrV4};
@@ -52,15 +52,7 @@ impl hermit_net::Platform for KernelPlatform {
     }
 
     fn random_u64(&self) -> u64 {
-        // splitmix64 over the TSC and a sequence number: not cryptographic,
-        // enough for ephemeral ports, initial sequence numbers and the
-        // DHCP transaction id.
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let seq = SEQ.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        let mut z = arch_x86_64::cpu::rdtsc().wrapping_add(seq);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        crate::syscalls::entropy::random_u64()
     }
 
     fn relax(&self) {

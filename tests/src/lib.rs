@@ -116,13 +116,8 @@ pub fn built() -> &'static Built {
                 .args(["build", "--release", "-p", app]);
             commands.push(cmd);
         }
-        for mut cmd in commands {
-            let out = cmd.output().expect("cannot run cargo");
-            assert!(
-                out.status.success(),
-                "building the guest apps and tools failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for cmd in commands {
+            cargo_build(cmd, "the guest apps and tools");
         }
         let target = target_dir();
         Built {
@@ -272,6 +267,16 @@ pub fn proxy_with_input(
     run_with_input(cmd, input.map(<[u8]>::to_vec), limit)
 }
 
+/// Runs one `cargo build` command; panics with cargo's errors if it fails.
+pub fn cargo_build(mut cmd: Command, what: &str) {
+    let out = cmd.output().expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "building {what} failed ({cmd:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Rust std applications: built for hermit (`-Zbuild-std`, each app in its
 /// own directory as the README says) and natively, from the same source.
 pub const STD_APPS: &[&str] = &["std-hello", "std-threads", "std-fs", "std-http"];
@@ -326,13 +331,8 @@ pub fn built_std() -> &'static BuiltStd {
             native.args(["-p", app]);
         }
         commands.push(native);
-        for mut cmd in commands {
-            let out = cmd.output().expect("cannot run cargo");
-            assert!(
-                out.status.success(),
-                "building the std apps failed ({cmd:?}):\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        for cmd in commands {
+            cargo_build(cmd, "the std apps");
         }
         BuiltStd {
             hermit_dir: dir.join(format!("{STD_TARGET}/release")),

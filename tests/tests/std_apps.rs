@@ -341,17 +341,11 @@ fn std_hello_stock_target_on_qemu_tcg() {
     built_std();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let dir = boot_tests::target_dir().join("std-apps");
-    let out = Command::new(cargo)
-        .current_dir(boot_tests::workspace().join("apps/std-hello"))
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(boot_tests::workspace().join("apps/std-hello"))
         .env("CARGO_TARGET_DIR", &dir)
-        .args(["build", "--release", "--target", "x86_64-unknown-hermit"])
-        .output()
-        .expect("cannot run cargo");
-    assert!(
-        out.status.success(),
-        "building std-hello for x86_64-unknown-hermit failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["build", "--release", "--target", "x86_64-unknown-hermit"]);
+    boot_tests::cargo_build(cmd, "std-hello for x86_64-unknown-hermit");
     let image = dir.join("x86_64-unknown-hermit/release/std-hello");
     let args = ["stock", "target"];
     let env = [("STD_HELLO_EXIT", "3"), ("HERMIT_KVM", "0")];

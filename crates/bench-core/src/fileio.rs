@@ -322,6 +322,49 @@ fn check_one(r: Result<usize, String>, path: &str, what: &str) -> Result<(), Err
     }
 }
 
+/// `std::fs` as a [`FileSystem`], for native runs (feature `std`).
+#[cfg(any(test, feature = "std"))]
+pub struct StdFs;
+
+#[cfg(any(test, feature = "std"))]
+impl FileSystem for StdFs {
+    type File = std::fs::File;
+
+    fn create(path: &str) -> Result<Self::File, String> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| e.to_string())
+    }
+
+    fn open(path: &str) -> Result<Self::File, String> {
+        std::fs::File::open(path).map_err(|e| e.to_string())
+    }
+
+    fn write(file: &mut Self::File, buf: &[u8]) -> Result<usize, String> {
+        std::io::Write::write(file, buf).map_err(|e| e.to_string())
+    }
+
+    fn read(file: &mut Self::File, buf: &mut [u8]) -> Result<usize, String> {
+        std::io::Read::read(file, buf).map_err(|e| e.to_string())
+    }
+
+    fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
+        std::os::unix::fs::FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
+        std::os::unix::fs::FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
+    }
+
+    fn remove(path: &str) -> Result<(), String> {
+        std::fs::remove_file(path).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

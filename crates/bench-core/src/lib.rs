@@ -21,7 +21,7 @@
 //! Not here: threads (see `thread-bench`), boot time and image footprint
 //! (measured by the host tool, `tools/bench`), statistics past the median
 //! or the best of N.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 #![feature(allocator_api)]
 
@@ -174,40 +174,6 @@ pub(crate) mod fake {
     /// Prints into a per-test-thread buffer.
     pub struct Fake;
 
-    /// `std::fs` as the fake platform's files.
-    pub struct StdFs;
-
-    impl crate::fileio::FileSystem for StdFs {
-        type File = std::fs::File;
-        fn create(path: &str) -> Result<Self::File, String> {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)
-                .map_err(|e| e.to_string())
-        }
-        fn open(path: &str) -> Result<Self::File, String> {
-            std::fs::File::open(path).map_err(|e| e.to_string())
-        }
-        fn write(file: &mut Self::File, buf: &[u8]) -> Result<usize, String> {
-            std::io::Write::write(file, buf).map_err(|e| e.to_string())
-        }
-        fn read(file: &mut Self::File, buf: &mut [u8]) -> Result<usize, String> {
-            std::io::Read::read(file, buf).map_err(|e| e.to_string())
-        }
-        fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
-            std::os::unix::fs::FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
-        }
-        fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
-            std::os::unix::fs::FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
-        }
-        fn remove(path: &str) -> Result<(), String> {
-            std::fs::remove_file(path).map_err(|e| e.to_string())
-        }
-    }
-
     /// Takes what this thread printed so far.
     pub fn take_output() -> Vec<String> {
         OUT.with(|o| std::mem::take(&mut *o.borrow_mut()))
@@ -223,7 +189,7 @@ pub(crate) mod fake {
         const WRITE_SINK: &'static str = "nowhere";
         const MEMORY_NOTE: &'static str = "std";
         const FILE_CALLS: &'static str = "std::fs";
-        type Fs = StdFs;
+        type Fs = crate::fileio::StdFs;
         fn now_ns() -> u64 {
             start().elapsed().as_nanos() as u64
         }

@@ -27,7 +27,9 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn next() -> u64 {
+/// 64 random bits (not cryptographic, see the module docs); also the
+/// network stack's source for port numbers and sequence numbers.
+pub(crate) fn random_u64() -> u64 {
     if STATE.load(Ordering::Relaxed) == 0 {
         let wall = crate::time::SystemTime::now()
             .duration_since(crate::time::UNIX_EPOCH)
@@ -60,7 +62,7 @@ pub unsafe extern "C" fn sys_read_entropy(buf: *mut u8, len: usize, flags: u32) 
     // SAFETY: non-null, `len` writable bytes by the caller's promise.
     let out = unsafe { core::slice::from_raw_parts_mut(buf, len) };
     for chunk in out.chunks_mut(8) {
-        let word = next().to_le_bytes();
+        let word = random_u64().to_le_bytes();
         chunk.copy_from_slice(&word[..chunk.len()]);
     }
     len as isize

@@ -12,6 +12,8 @@ use hermit_syscalls::abi::{self, nfds_t};
 use hermit_syscalls::file::FileObject;
 use hermit_syscalls::{Clock, Syscalls};
 
+use super::noted;
+
 /// The kernel's clock and sleep, for poll timeouts.
 struct KernelClock;
 
@@ -44,15 +46,6 @@ pub(crate) fn sys() -> &'static Syscalls<'static> {
     })
 }
 
-/// Records a negative return value as the thread's errno, too.
-fn noted<T: Copy + Into<i64>>(r: T) -> T {
-    let v: i64 = r.into();
-    if v < 0 {
-        crate::sched::set_errno(i32::try_from(-v).unwrap_or(i32::MAX));
-    }
-    r
-}
-
 /// Opens `name`; a new descriptor or `-errno`.
 ///
 /// # Safety
@@ -82,9 +75,7 @@ pub extern "C" fn sys_close(fd: i32) -> i32 {
 /// Moves the position of `fd`.
 #[unsafe(no_mangle)]
 pub extern "C" fn sys_lseek(fd: i32, offset: isize, whence: i32) -> isize {
-    let r = sys().lseek(fd, offset, whence);
-    noted(r as i64);
-    r
+    noted(sys().lseek(fd, offset, whence))
 }
 
 /// The status of `name`, following symbolic links.

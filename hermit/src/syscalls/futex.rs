@@ -6,7 +6,7 @@ use core::sync::atomic::AtomicU32;
 use hermit_interface::errno::Errno;
 use sched::sync::{Futex as _, WaitResult};
 
-use super::{Timespec, fail, read_arg};
+use super::{Timespec, fail, read_arg, timespec_ns};
 use crate::sched::KernelFutex;
 
 /// `hermit-abi`'s `FUTEX_RELATIVE_TIMEOUT`: the timeout is a duration, not
@@ -56,7 +56,7 @@ pub unsafe extern "C" fn sys_futex_wait(
         None
     } else {
         // SAFETY: the caller's promise about `timeout`.
-        match unsafe { read_arg(timeout) }.and_then(|t| t.as_ns()) {
+        match unsafe { read_arg(timeout) }.and_then(|t| timespec_ns(&t)) {
             Ok(ns) if flags & FUTEX_RELATIVE_TIMEOUT != 0 => {
                 Some(crate::time::monotonic_ns().saturating_add(ns))
             }

@@ -7,16 +7,8 @@
 
 use hermit_syscalls::abi::iovec;
 
-use super::fail;
 use super::files::sys;
-
-/// Records a negative return value as the thread's errno, too.
-fn noted(r: isize) -> isize {
-    if r < 0 {
-        crate::sched::set_errno(i32::try_from(-r).unwrap_or(i32::MAX));
-    }
-    r
-}
+use super::{fail, noted};
 
 /// Writes `len` bytes from `buf` to `fd`; the count written or `-errno`.
 ///

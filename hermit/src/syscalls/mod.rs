@@ -15,7 +15,7 @@
 
 use hermit_interface::errno::Errno;
 
-mod entropy;
+pub(crate) mod entropy;
 mod files;
 mod futex;
 pub(crate) mod io;
@@ -38,38 +38,42 @@ fn fail_isize(e: Errno) -> isize {
     fail(e) as isize
 }
 
+/// Passes a result of the `hermit-syscalls` layer on, recording a
+/// negative one (`-errno`) as the running thread's errno too.
+fn noted<T: Copy + TryInto<i64>>(r: T) -> T {
+    if let Ok(v) = r.try_into()
+        && v < 0
+    {
+        crate::sched::set_errno(i32::try_from(-v).unwrap_or(i32::MAX));
+    }
+    r
+}
+
 /// `Ok(v)` as `v`, `Err(e)` as [`fail`].
 fn result(r: Result<i32, Errno>) -> i32 {
     r.unwrap_or_else(fail)
 }
 
-/// `timespec` as in `hermit-abi` (and Linux).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Timespec {
-    /// Seconds.
-    pub tv_sec: i64,
-    /// Nanoseconds, `0..1_000_000_000`.
-    pub tv_nsec: i32,
+/// `timespec` as in `hermit-abi` (its layout is checked against that crate
+/// in `hermit-syscalls`).
+pub use hermit_syscalls::abi::timespec as Timespec;
+
+/// The time `t` names as nanoseconds, if it is valid (non-negative
+/// seconds, nanoseconds below one second); saturates at `u64::MAX`.
+fn timespec_ns(t: &Timespec) -> Result<u64, Errno> {
+    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+        return Err(Errno::EINVAL);
+    }
+    Ok((t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64))
 }
 
-impl Timespec {
-    /// The time as nanoseconds, if it is valid (non-negative seconds,
-    /// nanoseconds below one second); saturates at `u64::MAX`.
-    fn as_ns(&self) -> Result<u64, Errno> {
-        if self.tv_sec < 0 || !(0..1_000_000_000).contains(&self.tv_nsec) {
-            return Err(Errno::EINVAL);
-        }
-        Ok((self.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(self.tv_nsec as u64))
-    }
-
-    fn from_ns(ns: u64) -> Self {
-        Self {
-            tv_sec: (ns / 1_000_000_000) as i64,
-            tv_nsec: (ns % 1_000_000_000) as i32,
-        }
+/// `ns` nanoseconds as a `timespec`.
+fn timespec_from_ns(ns: u64) -> Timespec {
+    Timespec {
+        tv_sec: (ns / 1_000_000_000) as i64,
+        tv_nsec: (ns % 1_000_000_000) as i32,
     }
 }
 

@@ -9,20 +9,7 @@ use core::ffi::{c_char, c_void};
 use hermit_syscalls::abi::{addrinfo, sockaddr, socklen_t};
 
 use super::files::sys;
-
-fn noted(r: i32) -> i32 {
-    if r < 0 {
-        crate::sched::set_errno(-r);
-    }
-    r
-}
-
-fn noted_isize(r: isize) -> isize {
-    if r < 0 {
-        crate::sched::set_errno(i32::try_from(-r).unwrap_or(i32::MAX));
-    }
-    r
-}
+use super::noted;
 
 /// Starts the network stack once (card, address from `HERMIT_IP` & co.)
 /// and hands it to the socket layer; 0 or `-errno` (`ENODEV` without a
@@ -97,7 +84,7 @@ pub unsafe extern "C" fn sys_connect(s: i32, name: *const sockaddr, namelen: soc
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sys_recv(socket: i32, buf: *mut u8, len: usize, flags: i32) -> isize {
     // SAFETY: the caller's promise.
-    noted_isize(unsafe { sys().recv(socket, buf, len, flags) })
+    noted(unsafe { sys().recv(socket, buf, len, flags) })
 }
 
 /// Receives into `buf` with the sender's address.
@@ -114,7 +101,7 @@ pub unsafe extern "C" fn sys_recvfrom(
     addrlen: *mut socklen_t,
 ) -> isize {
     // SAFETY: the caller's promise.
-    noted_isize(unsafe { sys().recvfrom(socket, buf, len, flags, addr, addrlen) })
+    noted(unsafe { sys().recvfrom(socket, buf, len, flags, addr, addrlen) })
 }
 
 /// Sends `len` bytes of `mem`.
@@ -124,7 +111,7 @@ pub unsafe extern "C" fn sys_recvfrom(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sys_send(s: i32, mem: *const c_void, len: usize, flags: i32) -> isize {
     // SAFETY: the caller's promise.
-    noted_isize(unsafe { sys().send(s, mem.cast(), len, flags) })
+    noted(unsafe { sys().send(s, mem.cast(), len, flags) })
 }
 
 /// Sends `len` bytes of `mem` to `to`.
@@ -141,7 +128,7 @@ pub unsafe extern "C" fn sys_sendto(
     tolen: socklen_t,
 ) -> isize {
     // SAFETY: the caller's promise.
-    noted_isize(unsafe { sys().sendto(s, mem.cast(), len, flags, to, tolen) })
+    noted(unsafe { sys().sendto(s, mem.cast(), len, flags, to, tolen) })
 }
 
 /// Shuts down reading, writing or both.

@@ -2,7 +2,7 @@
 
 use hermit_interface::errno::Errno;
 
-use super::{Timespec, fail, read_arg};
+use super::{Timespec, fail, read_arg, timespec_from_ns, timespec_ns};
 
 /// `hermit-abi`'s `CLOCK_REALTIME`: time since the Unix epoch.
 pub(crate) const CLOCK_REALTIME: i32 = 1;
@@ -11,7 +11,7 @@ pub(crate) const CLOCK_MONOTONIC: i32 = 4;
 
 fn now(clock: i32) -> Result<Timespec, Errno> {
     match clock {
-        CLOCK_MONOTONIC => Ok(Timespec::from_ns(crate::time::monotonic_ns())),
+        CLOCK_MONOTONIC => Ok(timespec_from_ns(crate::time::monotonic_ns())),
         CLOCK_REALTIME => {
             let since = crate::time::SystemTime::now()
                 .duration_since(crate::time::UNIX_EPOCH)
@@ -53,7 +53,7 @@ pub unsafe extern "C" fn sys_clock_gettime(clock: i32, tp: *mut Timespec) -> i32
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sys_nanosleep(req: *const Timespec) -> i32 {
     // SAFETY: the caller's promise about `req`.
-    match unsafe { read_arg(req) }.and_then(|t| t.as_ns()) {
+    match unsafe { read_arg(req) }.and_then(|t| timespec_ns(&t)) {
         Ok(ns) => {
             crate::thread::sleep(core::time::Duration::from_nanos(ns));
             0

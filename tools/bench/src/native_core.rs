@@ -15,10 +15,7 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
-
-use bench_core::fileio::FileSystem;
+use bench_core::fileio::StdFs;
 use bench_core::{Command, Platform};
 
 /// Linux with std as a `bench-core` platform.
@@ -89,47 +86,6 @@ impl Platform for LinuxCore {
 
     fn print(line: fmt::Arguments<'_>) {
         println!("{line}");
-    }
-}
-
-/// `std::fs` as the native platform's files.
-pub struct StdFs;
-
-impl FileSystem for StdFs {
-    type File = std::fs::File;
-
-    fn create(path: &str) -> Result<Self::File, String> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| e.to_string())
-    }
-
-    fn open(path: &str) -> Result<Self::File, String> {
-        std::fs::File::open(path).map_err(|e| e.to_string())
-    }
-
-    fn write(file: &mut Self::File, buf: &[u8]) -> Result<usize, String> {
-        file.write(buf).map_err(|e| e.to_string())
-    }
-
-    fn read(file: &mut Self::File, buf: &mut [u8]) -> Result<usize, String> {
-        file.read(buf).map_err(|e| e.to_string())
-    }
-
-    fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
-        FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
-    }
-
-    fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
-        FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
-    }
-
-    fn remove(path: &str) -> Result<(), String> {
-        std::fs::remove_file(path).map_err(|e| e.to_string())
     }
 }
 
