@@ -50,7 +50,7 @@ pub mod fs;
 /// `BootInfo::magic`: "HRMTBOOT" in little-endian byte order.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"HRMTBOOT");
 /// `BootInfo::version`; bumped on every incompatible layout change.
-pub const BOOT_INFO_VERSION: u32 = 2;
+pub const BOOT_INFO_VERSION: u32 = 3;
 /// Maximum number of entries in [`BootInfo::memory`].
 pub const MAX_MEMORY_REGIONS: usize = 32;
 /// Minimum size of the boot stack the loader provides.
@@ -191,6 +191,116 @@ pub struct BootInfo {
     /// know it (uhyve has no ACPI; under QEMU the kernel then searches the
     /// BIOS area itself).
     pub acpi_rsdp: u64,
+    /// Multi-kernel isle membership (appended in version 3);
+    /// [`IsleInfo::NONE`] for a standalone VM.
+    pub isle: IsleInfo,
+}
+
+/// Where an isle finds the shared region it shares with the other isles and
+/// the Linux host (see [`isle`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsleInfo {
+    /// The shared region in guest-physical memory. Zero length under QEMU,
+    /// where the kernel finds it as the `ivshmem` PCI device's BAR 2.
+    pub region: PhysSlice,
+    /// This isle's number, `0..isle::MAX_ISLES`, or [`isle::NOT_AN_ISLE`].
+    pub index: u32,
+    /// [`isle::FLAG_DOORBELL`] when [`hypercall::Nr::Doorbell`] works;
+    /// otherwise waiters poll.
+    pub flags: u32,
+}
+
+impl IsleInfo {
+    /// Not an isle: a standalone VM.
+    pub const NONE: Self = Self {
+        region: PhysSlice { addr: 0, len: 0 },
+        index: isle::NOT_AN_ISLE,
+        flags: 0,
+    };
+
+    /// This isle's number, if the VM is one.
+    pub const fn index(&self) -> Option<u32> {
+        if self.index < isle::MAX_ISLES {
+            Some(self.index)
+        } else {
+            None
+        }
+    }
+}
+
+/// The multi-kernel model: several isles (one VM each, on their own host
+/// cores) and the Linux host share one memory region.
+///
+/// The region is a host file (see the `hermit-isles` tool crate) mapped into
+/// every isle: by uhyve at [`REGION_GPA`], by QEMU as `ivshmem-plain`. Its
+/// first [`MMNIF_SIZE`] bytes carry the mmnif network rings (one node per
+/// isle plus [`HOST_NODE`] for Linux), the rest the iRCCE message-passing
+/// buffers (one UE per isle, rank = isle number). Each part starts with the
+/// versioned header of its protocol, so isles built from different layouts
+/// refuse each other cleanly.
+///
+/// mmnif addresses: the subnet [`SUBNET`]`/`[`PREFIX_LEN`], Linux at
+/// [`host_ip`] (`.1`), isle `n` at [`isle_ip`]`(n)` (`.n+2`), as in the
+/// original HermitCore.
+pub mod isle {
+    /// Most isles one host runs at once (isle numbers `0..MAX_ISLES`).
+    pub const MAX_ISLES: u32 = 8;
+    /// [`super::IsleInfo::index`] of a standalone VM.
+    pub const NOT_AN_ISLE: u32 = u32::MAX;
+    /// The mmnif node (and doorbell target) of the Linux host.
+    pub const HOST_NODE: u32 = MAX_ISLES;
+    /// Guest-physical address uhyve maps the region at: inside the MMIO hole
+    /// below 4 GiB, so the boot identity map already covers it.
+    pub const REGION_GPA: u64 = 0xD000_0000;
+    /// Largest region (it must end below the IOAPIC at `0xFEC0_0000`).
+    pub const REGION_MAX: u64 = 512 << 20;
+    /// Region size when the user does not choose one.
+    pub const REGION_DEFAULT: u64 = 64 << 20;
+    /// Smallest region: the mmnif part plus 1 MiB of iRCCE buffers.
+    pub const REGION_MIN: u64 = MMNIF_SIZE + (1 << 20);
+    /// Offset of the mmnif part.
+    pub const MMNIF_OFFSET: u64 = 0;
+    /// Size of the mmnif part.
+    pub const MMNIF_SIZE: u64 = 8 << 20;
+    /// Offset of the iRCCE part; it runs to the end of the region.
+    pub const IRCCE_OFFSET: u64 = MMNIF_OFFSET + MMNIF_SIZE;
+    /// Interrupt vector uhyve injects (MSI to CPU 0) when another node rang
+    /// this isle's doorbell.
+    pub const DOORBELL_VECTOR: u8 = 0x31;
+    /// [`super::IsleInfo::flags`]: doorbells are delivered.
+    pub const FLAG_DOORBELL: u32 = 1;
+    /// The mmnif subnet.
+    pub const SUBNET: [u8; 4] = [192, 168, 28, 0];
+    /// The mmnif subnet's prefix length.
+    pub const PREFIX_LEN: u8 = 24;
+
+    /// IPv4 address of the Linux host on mmnif.
+    pub const fn host_ip() -> [u8; 4] {
+        [SUBNET[0], SUBNET[1], SUBNET[2], 1]
+    }
+
+    /// IPv4 address of isle `n` on mmnif (`n < MAX_ISLES`).
+    pub const fn isle_ip(n: u32) -> [u8; 4] {
+        [SUBNET[0], SUBNET[1], SUBNET[2], 2 + n as u8]
+    }
+
+    /// The mmnif node an address in the subnet belongs to: isles by
+    /// number, the host as [`HOST_NODE`]; `None` outside the subnet or for
+    /// an unused host part.
+    pub const fn node_of(ip: [u8; 4]) -> Option<u32> {
+        if ip[0] != SUBNET[0] || ip[1] != SUBNET[1] || ip[2] != SUBNET[2] {
+            return None;
+        }
+        match ip[3] {
+            1 => Some(HOST_NODE),
+            n if n >= 2 && ((n - 2) as u32) < MAX_ISLES => Some((n - 2) as u32),
+            _ => None,
+        }
+    }
+
+    const _: () = assert!(REGION_GPA + REGION_MAX <= 0xFEC0_0000);
+    const _: () = assert!(REGION_DEFAULT >= REGION_MIN && REGION_DEFAULT <= REGION_MAX);
 }
 
 impl BootInfo {
@@ -237,6 +347,11 @@ pub mod hypercall {
         /// A host file-system operation: the parameter block is a
         /// [`FsCall`](crate::fs::FsCall).
         Fs = 4,
+        /// Ring an isle's doorbell. Unlike the other calls, the value
+        /// written is not an address but the target node: an isle number
+        /// or [`HOST_NODE`](crate::isle::HOST_NODE). Fire and forget: the
+        /// host drops rings to nodes that do not run.
+        Doorbell = 5,
     }
 
     impl Nr {
@@ -248,6 +363,7 @@ pub mod hypercall {
                 2 => Some(Self::LogRegister),
                 3 => Some(Self::StartCpu),
                 4 => Some(Self::Fs),
+                5 => Some(Self::Doorbell),
                 _ => None,
             }
         }
@@ -419,6 +535,7 @@ mod tests {
             hypercall::Nr::LogRegister,
             hypercall::Nr::StartCpu,
             hypercall::Nr::Fs,
+            hypercall::Nr::Doorbell,
         ] {
             assert_eq!(hypercall::Nr::from_port(nr.port()), Some(nr));
         }
@@ -439,13 +556,14 @@ mod tests {
         assert_eq!(core::mem::size_of::<fs::stream::StreamReply>(), 16);
         assert_eq!(
             core::mem::size_of::<BootInfo>(),
-            8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS + 8
+            8 + 4 * 4 + 8 * 2 + 16 + 8 + 32 + 16 + 24 * 2 + 24 * MAX_MEMORY_REGIONS + 8 + 24
         );
-        // Appended in version 2, so that earlier offsets stay put.
+        // Appended in versions 2 and 3, so that earlier offsets stay put.
         assert_eq!(
             core::mem::offset_of!(BootInfo, acpi_rsdp),
-            core::mem::size_of::<BootInfo>() - 8
+            core::mem::size_of::<BootInfo>() - 8 - 24
         );
+        assert_eq!(core::mem::size_of::<IsleInfo>(), 24);
     }
 
     #[test]
@@ -466,9 +584,22 @@ mod tests {
             env: StringList::default(),
             memory: [MemoryRegion::EMPTY; MAX_MEMORY_REGIONS],
             acpi_rsdp: 0,
+            isle: IsleInfo::NONE,
         };
         assert_eq!(info.memory_regions().len(), MAX_MEMORY_REGIONS);
         info.memory_count = 2;
         assert_eq!(info.memory_regions().len(), 2);
+    }
+
+    #[test]
+    fn isle_addresses_round_trip() {
+        assert_eq!(isle::node_of(isle::host_ip()), Some(isle::HOST_NODE));
+        for n in 0..isle::MAX_ISLES {
+            assert_eq!(isle::node_of(isle::isle_ip(n)), Some(n));
+        }
+        assert_eq!(isle::node_of([192, 168, 28, 0]), None);
+        assert_eq!(isle::node_of([192, 168, 28, 2 + isle::MAX_ISLES as u8]), None);
+        assert_eq!(isle::node_of([192, 168, 29, 2]), None);
+        assert_eq!(IsleInfo::NONE.index(), None);
     }
 }

@@ -21,9 +21,11 @@
 //! sets its `sleeping` flag and waits for a doorbell ([`Notify`]); writers
 //! ring only sleeping UEs.
 //!
-//! Memory is reached only through the [`Region`] trait, so this crate has
-//! no unsafe code and never holds a reference into memory another VM writes;
-//! the host tests run UEs as threads over an [`AtomicRegion`].
+//! Memory is reached only through the [`Region`] trait, so the protocol code
+//! has no unsafe code and never holds a reference into memory another VM
+//! writes; [`MappedRegion`] (the one unsafe module) implements it over raw
+//! shared memory for the kernel and host programs, and the host tests run
+//! UEs as threads over an [`AtomicRegion`].
 //!
 //! ```
 //! use hermit_ircce::{AtomicRegion, Config, Ircce, PollNotify, WaitList};
@@ -43,13 +45,14 @@
 //! # Ok::<(), hermit_ircce::Error>(())
 //! ```
 //!
-//! Not here: the kernel's `Region` over guest-physical memory and the
-//! hypervisor's doorbells (they implement the traits), recovery of a UE that
+//! Not here: the hypervisor's doorbells (the kernel implements
+//! [`Notify`] over them), recovery of a UE that
 //! died mid-message (its channels stay stuck; the header and other pairs are
 //! unaffected), timeouts on blocking operations, and RCCE's power management
 //! and non-power-of-two tuned collectives.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
-#![forbid(unsafe_code)]
+// Unsafe code only in `raw` (pointers into shared memory), nowhere else.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -57,6 +60,7 @@ mod collective;
 pub mod header;
 mod layout;
 pub mod notify;
+mod raw;
 pub mod region;
 mod request;
 #[cfg(test)]
@@ -70,6 +74,7 @@ pub use collective::{Element, ReduceOp};
 pub use header::HeaderError;
 pub use layout::{Config, LINE, MAX_UES};
 pub use notify::{Notify, PollNotify};
+pub use raw::MappedRegion;
 pub use region::{AtomicRegion, Region, RegionError, SubRegion};
 pub use request::{Request, WaitList};
 

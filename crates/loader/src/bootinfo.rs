@@ -3,7 +3,7 @@
 use core::mem::{offset_of, size_of};
 
 use hermit_interface::{
-    BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, MAX_MEMORY_REGIONS, MemoryRegion, PhysSlice,
+    BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, IsleInfo, MAX_MEMORY_REGIONS, MemoryRegion, PhysSlice,
     Platform, StringList, TlsTemplate,
 };
 
@@ -32,6 +32,8 @@ pub struct BootParams<'a> {
     pub memory: &'a [MemoryRegion],
     /// Guest-physical address of the ACPI RSDP, 0 if unknown.
     pub acpi_rsdp: u64,
+    /// Isle membership, [`IsleInfo::NONE`] for a standalone VM.
+    pub isle: IsleInfo,
 }
 
 /// Where [`write_boot_info`] put things.
@@ -128,6 +130,7 @@ where
         env,
         memory,
         acpi_rsdp: params.acpi_rsdp,
+        isle: params.isle,
     };
     let header = sub_mut(dest, dest_phys, at, BOOT_INFO_SIZE as u64, Item::BootInfo)?;
     header.copy_from_slice(&encode_boot_info(&info));
@@ -261,6 +264,23 @@ pub fn encode_boot_info(info: &BootInfo) -> [u8; BOOT_INFO_SIZE] {
         offset_of!(BootInfo, acpi_rsdp),
         &info.acpi_rsdp.to_le_bytes(),
     );
+    let isle = offset_of!(BootInfo, isle);
+    put(
+        isle + offset_of!(IsleInfo, region),
+        &info.isle.region.addr.to_le_bytes(),
+    );
+    put(
+        isle + offset_of!(IsleInfo, region) + 8,
+        &info.isle.region.len.to_le_bytes(),
+    );
+    put(
+        isle + offset_of!(IsleInfo, index),
+        &info.isle.index.to_le_bytes(),
+    );
+    put(
+        isle + offset_of!(IsleInfo, flags),
+        &info.isle.flags.to_le_bytes(),
+    );
     out
 }
 
@@ -289,6 +309,12 @@ pub fn decode_boot_info(bytes: &[u8; BOOT_INFO_SIZE]) -> BootInfo {
         };
     }
     let acpi_rsdp = u64_at(offset_of!(BootInfo, acpi_rsdp));
+    let isle_at = offset_of!(BootInfo, isle);
+    let isle = IsleInfo {
+        region: slice_at(isle_at + offset_of!(IsleInfo, region)),
+        index: u32_at(isle_at + offset_of!(IsleInfo, index)),
+        flags: u32_at(isle_at + offset_of!(IsleInfo, flags)),
+    };
     BootInfo {
         magic: u64_at(offset_of!(BootInfo, magic)),
         version: u32_at(offset_of!(BootInfo, version)),
@@ -310,6 +336,7 @@ pub fn decode_boot_info(bytes: &[u8; BOOT_INFO_SIZE]) -> BootInfo {
         env: list_at(offset_of!(BootInfo, env)),
         memory,
         acpi_rsdp,
+        isle,
     }
 }
 
@@ -351,6 +378,14 @@ mod tests {
             image,
             memory,
             acpi_rsdp: 0xf_5a40,
+            isle: IsleInfo {
+                region: PhysSlice {
+                    addr: 0xd000_0000,
+                    len: 64 << 20,
+                },
+                index: 3,
+                flags: 1,
+            },
         }
     }
 
@@ -402,6 +437,9 @@ mod tests {
         assert_eq!(info.memory_regions(), memory);
         assert_eq!(info.memory[1], MemoryRegion::EMPTY);
         assert_eq!(info.acpi_rsdp, 0xf_5a40);
+        assert_eq!(info.isle.index(), Some(3));
+        assert_eq!(info.isle.region.len, 64 << 20);
+        assert_eq!(info.isle.flags, 1);
         assert_eq!(read(&mem, info.cmdline), b"log=debug");
         assert_eq!(info.args.count, 3);
         assert_eq!(read(&mem, info.args.bytes), b"hello\0a b\0\0");

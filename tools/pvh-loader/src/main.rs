@@ -279,6 +279,7 @@ fn prepare(start_info: u32) -> Result<Handoff, Failure> {
         image: &loaded,
         memory: &memory[..count],
         acpi_rsdp: params.rsdp,
+        isle: hermit_interface::IsleInfo::NONE,
     };
     let info = write_boot_info(
         dest,

@@ -73,6 +73,10 @@ pub enum Action {
     /// [`serve_fs`]; returned so that the VM serves it without holding the
     /// lock of its [`Hypercalls`] (file I/O can block).
     Fs(u64),
+    /// Ring the doorbell of this node (an isle number or
+    /// [`HOST_NODE`](hermit_interface::isle::HOST_NODE)); unchecked, the VM
+    /// drops rings to nodes it cannot reach.
+    Doorbell(u32),
 }
 
 /// A [`Nr::StartCpu`] request whose CPU index, alignments and addresses
@@ -145,6 +149,7 @@ impl<O: Output> Hypercalls<O> {
             },
             Nr::StartCpu => self.start_cpu(mem, addr),
             Nr::Fs => Action::Fs(addr),
+            Nr::Doorbell => Action::Doorbell(addr as u32),
         }
     }
 

@@ -329,6 +329,7 @@ fn write_boot_data(
         image: &loaded,
         memory: &memory[..count],
         acpi_rsdp: 0,
+        isle: hermit_interface::IsleInfo::NONE,
     };
     let written = hermit_loader::write_boot_info(
         window,
@@ -691,7 +692,8 @@ impl Machine {
                 other => other,
             };
             match action {
-                Action::Continue | Action::StartCpu(_) | Action::Fs(_) => {}
+                // A standalone VM has no other nodes to ring.
+                Action::Continue | Action::StartCpu(_) | Action::Fs(_) | Action::Doorbell(_) => {}
                 Action::Exit(status) => break Some(Ok(status)),
                 Action::Abort(reason) => break Some(Err(self.describe(cpu, vcpu, &reason))),
             }
