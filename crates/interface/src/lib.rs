@@ -598,7 +598,10 @@ mod tests {
             assert_eq!(isle::node_of(isle::isle_ip(n)), Some(n));
         }
         assert_eq!(isle::node_of([192, 168, 28, 0]), None);
-        assert_eq!(isle::node_of([192, 168, 28, 2 + isle::MAX_ISLES as u8]), None);
+        assert_eq!(
+            isle::node_of([192, 168, 28, 2 + isle::MAX_ISLES as u8]),
+            None
+        );
         assert_eq!(isle::node_of([192, 168, 29, 2]), None);
         assert_eq!(IsleInfo::NONE.index(), None);
     }

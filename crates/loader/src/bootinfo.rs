@@ -3,8 +3,8 @@
 use core::mem::{offset_of, size_of};
 
 use hermit_interface::{
-    BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, IsleInfo, MAX_MEMORY_REGIONS, MemoryRegion, PhysSlice,
-    Platform, StringList, TlsTemplate,
+    BOOT_INFO_MAGIC, BOOT_INFO_VERSION, BootInfo, IsleInfo, MAX_MEMORY_REGIONS, MemoryRegion,
+    PhysSlice, Platform, StringList, TlsTemplate,
 };
 
 use crate::elf::LoadedImage;
