@@ -10,7 +10,9 @@
 //!   `hg.c`);
 //! - [`stream`]: STREAM copy, scale, add and triad bandwidth;
 //! - [`fileio`]: sequential file write/read throughput and the cost of one
-//!   small file call (issue 4), through [`fileio::FileSystem`].
+//!   small file call (issue 4), through [`fileio::FileSystem`];
+//! - [`pingpong`]: iRCCE latency and bandwidth between two UEs (issue 8),
+//!   between isles or between Linux processes.
 //!
 //! Everything platform-specific (clocks, the kernel entry, yield, the
 //! write) goes through [`Platform`]; memory comes from the global allocator
@@ -30,6 +32,7 @@ extern crate alloc;
 pub mod basic;
 pub mod fileio;
 pub mod hourglass;
+pub mod pingpong;
 pub mod stream;
 
 use alloc::string::String;
