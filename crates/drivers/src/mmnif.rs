@@ -35,8 +35,11 @@ use core::time::Duration;
 use hermit_ircce::header::{self, HeaderError, Spec};
 use hermit_ircce::{Notify, Region};
 
+mod nic;
 #[cfg(test)]
 mod tests;
+
+pub use nic::{MmnifNic, mac_node, node_mac};
 
 /// Magic of an mmnif region header ("MMNF").
 pub const MAGIC: u32 = u32::from_le_bytes(*b"MMNF");
@@ -405,11 +408,24 @@ impl<R: Region, N: Notify> MmnifRing<R, N> {
             }
             core::hint::spin_loop();
         }
-        let flag = self.sleeping(self.me);
-        self.region.store_u32(flag, 1);
-        if !self.pending() {
+        if self.announce_sleep() {
             self.notify.wait(self.me, timeout);
         }
-        self.region.store_u32(flag, 0);
+        self.end_sleep();
+    }
+
+    /// For consumers that block elsewhere (a kernel thread waiting for the
+    /// doorbell interrupt): sets this isle's `sleeping` flag, so producers
+    /// ring from now on, and returns whether it may block, i.e. nothing
+    /// arrived before the flag was up. Call [`MmnifRing::end_sleep`] after
+    /// waking (or when not blocking).
+    pub fn announce_sleep(&self) -> bool {
+        self.region.store_u32(self.sleeping(self.me), 1);
+        !self.pending()
+    }
+
+    /// Clears the `sleeping` flag [`MmnifRing::announce_sleep`] set.
+    pub fn end_sleep(&self) {
+        self.region.store_u32(self.sleeping(self.me), 0);
     }
 }
