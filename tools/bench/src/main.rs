@@ -12,6 +12,9 @@
 //! - `hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]`: the
 //!   native build of the `bench-core` benchmarks ([`native_core`]); `all`
 //!   runs it.
+//! - `hermit-bench isles [--max BYTES] [--runs N]`: iRCCE ping-pong between
+//!   two isles next to two Linux processes ([`isles`]);
+//!   `native-pingpong` is one Linux UE of it.
 //! - `hermit-bench uhyve-exits [--mount HOST:GUEST] IMAGE [ARGS...]`: runs
 //!   an image under uhyve in this process and prints vCPU 0's KVM exit
 //!   counters ([`exits`]); `all` uses it for `fileio`.
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 mod boot;
 mod exits;
 mod footprint;
+mod isles;
 mod native;
 mod native_core;
 mod netio;
@@ -36,6 +40,7 @@ const USAGE: &str = "usage: hermit-bench boot [--runs N] [--tcg]\n       \
     hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]\n       \
     hermit-bench native-threads [--cpus N] [BENCH ARGS...]\n       \
     hermit-bench native [--cpu N] basic|hourglass|stream|fileio [ARGS...]\n       \
+    hermit-bench isles [--max BYTES] [--runs N]\n       \
     hermit-bench uhyve-exits [--mount HOST:GUEST] IMAGE [ARGS...]";
 
 fn main() {
@@ -47,6 +52,8 @@ fn main() {
         Some("native-threads") => native::main(rest),
         Some("all") => suite::main(rest).map_err(|e| e.to_string()),
         Some("native") => native_core::main(rest),
+        Some("isles") => isles::main(rest),
+        Some("native-pingpong") => isles::native_pingpong(rest),
         Some("uhyve-exits") => match exits::main(rest) {
             Ok(status) => std::process::exit(status),
             Err(e) => Err(e.to_string()),

@@ -1,0 +1,373 @@
+//! `hermit-bench isles [--max BYTES] [--runs N] [--tcg]`: iRCCE ping-pong
+//! between two isles next to the same exchange between two Linux processes
+//! over a shared mapping, in one command (issue 8).
+//!
+//! Both columns run `bench_core::pingpong` (the seed's `RCCE_pingpong`):
+//! the isles as `apps/rcce-pingpong` on isles 0 and 1 (`HERMIT_ISLE=0|1`,
+//! pinned to host cores 0 and 1, a private `HERMIT_ISLE_DIR`), the Linux
+//! processes as `hermit-bench native-pingpong`, two processes pinned the
+//! same way over a file in `/dev/shm` split like the isles' region. Each
+//! figure is the median of `--runs` batches (bench-core); the memcpy column
+//! is a plain copy of the same size in the Linux process, the yardstick of
+//! the bandwidth goal.
+//!
+//! `hermit-bench native-pingpong --rank R --region FILE [--cpu N] [ARGS]`
+//! is one Linux UE (run by `isles`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use bench_core::pingpong;
+use hermit_interface::isle;
+use hermit_ircce::{Config, Ircce, MappedRegion, PollNotify, SubRegion};
+
+use crate::native_core::LinuxCore;
+use crate::threads::{parse_output, run_case};
+
+const USAGE: &str = "usage: hermit-bench isles [--max BYTES] [--runs N]\n       \
+    hermit-bench native-pingpong --rank R --region FILE [--cpu N] [--max BYTES] [--runs N]";
+
+/// Longest one column may take.
+const LIMIT: Duration = Duration::from_secs(900);
+
+/// A shared file mapped `MAP_SHARED`, unmapped on drop.
+struct Mapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    fn open(path: &Path) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let len = usize::try_from(file.metadata().map_err(|e| e.to_string())?.len())
+            .map_err(|_| "region too large")?;
+        if (len as u64) < isle::REGION_MIN {
+            return Err(format!(
+                "{} has {len} bytes, less than {}",
+                path.display(),
+                isle::REGION_MIN
+            ));
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh shared mapping of a file we opened read-write; the
+        // kernel picks the address; failure is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(format!(
+                "cannot map {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or("mmap returned null")?;
+        Ok(Self { base, len })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `open` made; the region built
+        // over it was dropped before (see `native_pingpong`).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `hermit-bench native-pingpong ...`: one Linux UE.
+pub fn native_pingpong(args: &[String]) -> Result<(), String> {
+    let mut rank = None;
+    let mut region = None;
+    let mut cpu = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rank" => rank = it.next().and_then(|v| v.parse::<usize>().ok()),
+            "--region" => region = it.next().map(PathBuf::from),
+            "--cpu" => {
+                cpu = Some(
+                    it.next()
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .ok_or(USAGE)?,
+                )
+            }
+            _ => rest.push(a.as_str()),
+        }
+    }
+    let (Some(rank), Some(path)) = (rank, region) else {
+        return Err(USAGE.into());
+    };
+    let cfg = pingpong::Config::parse(rest).map_err(|e| e.to_string())?;
+    if let Some(n) = cpu {
+        crate::native::pin(&[n]).map_err(|e| format!("cannot pin to CPU {n}: {e}"))?;
+    }
+    let mapping = Mapping::open(&path)?;
+    // SAFETY: the mapping is 4 KiB aligned, `len` bytes long and outlives
+    // `raw` (dropped at the end of this function, before `mapping`); this
+    // process holds no references into it.
+    let raw = unsafe { MappedRegion::new(mapping.base, mapping.len) };
+    let part = SubRegion::new(
+        &raw,
+        isle::IRCCE_OFFSET as usize,
+        mapping.len - isle::IRCCE_OFFSET as usize,
+    )
+    .map_err(|e| e.to_string())?;
+    let ue = Ircce::init(part, PollNotify, rank, Config::new(2)).map_err(|e| e.to_string())?;
+    // Dropped in reverse order: `ue`, then `raw`, then `mapping`.
+    pingpong::run::<LinuxCore, _, _>(&ue, &cfg).map_err(|e| e.to_string())
+}
+
+/// Figures of one column: (name, unit) -> value.
+type Figures = BTreeMap<(String, String), f64>;
+
+/// Runs `ue0` and `ue1` side by side; rank 0's figures.
+fn run_pair(mut ue0: Command, mut ue1: Command) -> Result<Figures, String> {
+    let peer = std::thread::spawn(move || run_case(&mut ue1, LIMIT));
+    let first = run_case(&mut ue0, LIMIT);
+    let second = peer.join().map_err(|_| "the peer's runner panicked")?;
+    let out = first.map_err(|e| format!("rank 0 {e}"))?;
+    second.map_err(|e| format!("rank 1 {e}"))?;
+    let figures = parse_output(&out).figures;
+    if figures.is_empty() {
+        return Err("rank 0 printed no figures".into());
+    }
+    Ok(figures)
+}
+
+/// A zeroed scratch file or directory under `/dev/shm`, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let base = Path::new("/dev/shm");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        Self(base.join(format!("hermit-bench-{name}-{}", std::process::id())))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn linux_column(exe: &Path, args: &[String]) -> Result<Figures, String> {
+    let file = Scratch::new("region");
+    let f = std::fs::File::create(&file.0).map_err(|e| format!("{}: {e}", file.0.display()))?;
+    f.set_len(isle::REGION_DEFAULT)
+        .map_err(|e| format!("{}: {e}", file.0.display()))?;
+    let ue = |rank: usize| {
+        let mut c = Command::new(exe);
+        c.args(["native-pingpong", "--rank", &rank.to_string()])
+            .arg("--region")
+            .arg(&file.0)
+            .args(["--cpu", &rank.to_string()])
+            .args(args);
+        c
+    };
+    run_pair(ue(0), ue(1))
+}
+
+fn isle_column(proxy: &Path, image: &Path, args: &[String]) -> Result<Figures, String> {
+    uhyve::kvm_available()?;
+    let dir = Scratch::new("isles");
+    let ue = |rank: usize| {
+        let mut c = Command::new(proxy);
+        c.arg(image)
+            .args(args)
+            .env("HERMIT_ISLE", rank.to_string())
+            .env("HERMIT_CPUS", rank.to_string())
+            .env("HERMIT_ISLE_DIR", &dir.0)
+            .env("HERMIT_MEM", "512M");
+        c
+    };
+    run_pair(ue(0), ue(1))
+}
+
+fn parse(args: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--max" | "--runs" => {
+                out.push(a.clone());
+                out.push(it.next().ok_or(USAGE)?.clone());
+            }
+            _ => return Err(USAGE.into()),
+        }
+    }
+    pingpong::Config::parse(out.iter().map(String::as_str)).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// The table: one row per message size.
+fn render(linux: &Result<Figures, String>, isles: &Result<Figures, String>) -> String {
+    let get = |col: &Result<Figures, String>, name: String, unit: &str| {
+        col.as_ref()
+            .ok()
+            .and_then(|f| f.get(&(name, unit.to_string())).copied())
+    };
+    let mut sizes: Vec<u64> = [linux, isles]
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .flat_map(|f| f.keys())
+        .filter_map(|(name, _)| {
+            name.strip_prefix("pingpong-bw-")?
+                .strip_suffix('B')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>10} | {:>14} {:>14} | {:>12} {:>12} | {:>12}",
+        "bytes", "Linux us 1-way", "isles us 1-way", "Linux MB/s", "isles MB/s", "memcpy MB/s"
+    );
+    out.push_str(&"-".repeat(96));
+    out.push('\n');
+    for s in sizes {
+        let _ = writeln!(
+            out,
+            "{s:>10} | {:>14} {:>14} | {:>12} {:>12} | {:>12}",
+            cell(get(linux, format!("pingpong-{s}B"), "us")),
+            cell(get(isles, format!("pingpong-{s}B"), "us")),
+            cell(get(linux, format!("pingpong-bw-{s}B"), "MB/s")),
+            cell(get(isles, format!("pingpong-bw-{s}B"), "MB/s")),
+            cell(get(linux, format!("memcpy-{s}B"), "MB/s")),
+        );
+    }
+    for (name, col) in [("Linux processes", linux), ("uhyve isles", isles)] {
+        if let Err(e) = col {
+            let _ = writeln!(out, "{name}: not measured: {e}");
+        }
+    }
+    out
+}
+
+/// `hermit-bench isles ...`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let args = parse(args)?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let target = crate::target_dir();
+    let proxy = target.join("release/proxy");
+    let image = target.join("x86_64-unknown-none/release/rcce-pingpong");
+    for p in [&proxy, &image] {
+        if !p.exists() {
+            return Err(format!(
+                "{} is missing; build with `cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p rcce-pingpong`",
+                p.display()
+            ));
+        }
+    }
+    println!(
+        "iRCCE ping-pong: two Linux processes (cores 0, 1) vs two uhyve isles (cores 0, 1); medians of batches"
+    );
+    let linux = linux_column(&exe, &args);
+    let isles = isle_column(&proxy, &image, &args);
+    print!("{}", render(&linux, &isles));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(parse(&[]).unwrap().is_empty());
+        let a: Vec<String> = ["--max", "4096"].map(String::from).to_vec();
+        assert_eq!(parse(&a).unwrap(), a);
+        assert!(parse(&["--max".into()]).is_err());
+        assert!(parse(&["--bogus".into()]).is_err());
+        assert!(parse(&["--runs".into(), "0".into()]).is_err());
+    }
+
+    #[test]
+    fn table_has_a_row_per_size_and_names_failures() {
+        let mut f = Figures::new();
+        for (name, unit, v) in [
+            ("pingpong-1B", "us", 0.25),
+            ("pingpong-bw-1B", "MB/s", 4.0),
+            ("pingpong-65536B", "us", 5.0),
+            ("pingpong-bw-65536B", "MB/s", 13000.0),
+            ("memcpy-65536B", "MB/s", 50000.0),
+        ] {
+            f.insert((name.into(), unit.into()), v);
+        }
+        let t = render(&Ok(f), &Err("no /dev/kvm".into()));
+        let rows: Vec<&str> = t.lines().collect();
+        assert!(rows[2].trim_start().starts_with("1 |"), "{t}");
+        assert!(rows[3].trim_start().starts_with("65536 |"), "{t}");
+        assert!(
+            rows[3].contains("13000.00") && rows[3].contains("50000.00"),
+            "{t}"
+        );
+        assert!(t.contains("uhyve isles: not measured: no /dev/kvm"), "{t}");
+    }
+
+    #[test]
+    fn two_ues_over_one_shared_file() {
+        // Two threads stand in for the two processes: each maps the file
+        // itself, as `native-pingpong` does; every echo is checked.
+        let file = Scratch::new("test-region");
+        std::fs::File::create(&file.0)
+            .unwrap()
+            .set_len(isle::REGION_MIN)
+            .unwrap();
+        let args = |rank: &str| -> Vec<String> {
+            ["--rank", rank, "--region", file.0.to_str().unwrap()]
+                .into_iter()
+                .chain(["--max", "4096", "--runs", "1"])
+                .map(String::from)
+                .collect()
+        };
+        let a1 = args("1");
+        let peer = std::thread::spawn(move || native_pingpong(&a1));
+        native_pingpong(&args("0")).unwrap();
+        peer.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn native_pingpong_refuses_bad_regions() {
+        let e = native_pingpong(&["--rank".into(), "0".into()]).unwrap_err();
+        assert!(e.starts_with("usage"), "{e}");
+        let small = Scratch::new("small-region");
+        std::fs::File::create(&small.0)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let e = native_pingpong(&[
+            "--rank".into(),
+            "0".into(),
+            "--region".into(),
+            small.0.to_str().unwrap().into(),
+        ])
+        .unwrap_err();
+        assert!(e.contains("less than"), "{e}");
+    }
+}
