@@ -178,6 +178,24 @@ fn format<R: Region>(region: &R, spec: &Spec<'_>) {
     region.store_u32(OFF_STATE, STATE_READY);
 }
 
+/// Reads the `N` parameters of a ready header with our magic and version,
+/// without changing anything (for tools that learn the layout from the
+/// region, e.g. a host cleaning up after a killed UE).
+pub fn read_params<R: Region, const N: usize>(
+    region: &R,
+    magic: u32,
+    version: u32,
+) -> Result<[u32; N], HeaderError> {
+    let mut params = [0u32; N];
+    if region.len() >= HEADER_SIZE && N <= MAX_PARAMS {
+        for (i, p) in params.iter_mut().enumerate() {
+            *p = region.load_u32(OFF_PARAMS + 4 * i);
+        }
+    }
+    check(region, magic, version, &params)?;
+    Ok(params)
+}
+
 /// Checks a ready header against ours without changing anything.
 pub fn check<R: Region>(
     region: &R,

@@ -463,6 +463,38 @@ impl<R: Region, N: Notify> Ircce<R, N> {
     }
 }
 
+/// Frees `rank` in `region` after its UE died without dropping its
+/// [`Ircce`] (its VM was killed): what a hypervisor calls when an isle
+/// ends, so that a restarted isle can claim its rank again. Returns whether
+/// the rank was claimed. The layout is read from the region's header; a
+/// region without a valid one is left alone (`Err`). Messages the dead UE
+/// had half sent or received stay stuck on those channels (see the crate
+/// documentation); the header and the other ranks are not touched.
+pub fn release_dead_rank<R: Region>(region: &R, rank: usize) -> Result<bool, Error> {
+    let [ues, channel_size, mpb_size, flags] = header::read_params::<R, 4>(region, MAGIC, VERSION)?;
+    let layout = Layout::new(&Config {
+        ues,
+        channel_size,
+        mpb_size,
+        flags,
+    })?;
+    if rank >= layout.ues {
+        return Err(Error::NoSuchUe {
+            rank,
+            ues: layout.ues,
+        });
+    }
+    if region.len() < layout.total {
+        return Err(Error::Header(HeaderError::RegionTooSmall {
+            need: layout.total,
+            have: region.len(),
+        }));
+    }
+    Ok(region
+        .compare_exchange_u32(layout.present(rank), 1, 0)
+        .is_ok())
+}
+
 impl<R: Region, N: Notify> Drop for Ircce<R, N> {
     /// Releases the rank so a later process may claim it again.
     fn drop(&mut self) {

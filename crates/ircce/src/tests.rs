@@ -477,6 +477,24 @@ fn dead_ue_mid_protocol_leaves_header_and_other_pairs_intact() {
         Error::RankInUse(1)
     );
     header::check(&*region, MAGIC, VERSION, &params).expect("header still intact");
+    // Until its hypervisor releases it; then a restarted UE 1 talks to UE 2
+    // (the pair with the half-sent message to UE 0 stays stuck).
+    assert_eq!(release_dead_rank(&*region, 1), Ok(true));
+    assert_eq!(release_dead_rank(&*region, 1), Ok(false), "already free");
+    assert!(release_dead_rank(&*region, 3).is_err());
+    let (r1, n1) = (region.clone(), notify.clone());
+    let t = thread::spawn(move || {
+        let ue1 = Ircce::init(r1, n1, 1, config).expect("restarted ue1");
+        ue1.send(b"back", 2).expect("send");
+    });
+    let mut got = [0u8; 4];
+    ue2.recv(&mut got, 1).expect("recv from the restarted ue1");
+    assert_eq!(&got, b"back");
+    t.join().expect("ue1");
+    // A region without our header is refused, not written.
+    let empty = AtomicRegion::new(4096);
+    assert!(release_dead_rank(&empty, 0).is_err());
+    assert_eq!(empty.load_u32(0), 0);
 }
 
 #[test]
