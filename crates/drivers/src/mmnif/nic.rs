@@ -95,14 +95,23 @@ impl<R: Region, N: Notify> Nic for MmnifNic<R, N> {
         node_mac(self.ring.isle() as u32)
     }
 
+    /// Besides taking a frame, keeps the ring's `sleeping` flag right for a
+    /// consumer that sleeps until its doorbell interrupt: down while frames
+    /// come in (producers need not ring), up once the rings are found empty
+    /// (every later frame rings), checked once more after raising it so a
+    /// frame that slipped in before the flag is not left unannounced.
     fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
-        match self.ring.receive(&mut self.rx) {
-            Some(len) => {
+        for _ in 0..2 {
+            if let Some(len) = self.ring.receive(&mut self.rx) {
+                self.ring.end_sleep();
                 f(&self.rx[..len]);
-                true
+                return true;
             }
-            None => false,
+            if self.ring.announce_sleep() {
+                return false;
+            }
         }
+        false
     }
 
     fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
@@ -224,6 +233,36 @@ mod tests {
             n[0].transmit(MAX_FRAME + 1, &mut |_| {}),
             Err(TxError::BadLength(MAX_FRAME + 1))
         );
+    }
+
+    #[test]
+    fn receive_raises_the_sleep_flag_only_when_empty() {
+        let config = Config::new(2);
+        let region = Arc::new(AtomicRegion::new(config.region_size()));
+        let bells = Arc::new(hermit_ircce::notify::CondvarNotify::new(2));
+        let mut n: Vec<_> = (0..2)
+            .map(|me| {
+                let ring =
+                    MmnifRing::new(Arc::clone(&region), Arc::clone(&bells), me, config).unwrap();
+                MmnifNic::new(ring, 2)
+            })
+            .collect();
+        let f = frame(node_mac(1), node_mac(0), b"x");
+        // Node 1 never looked: no flag, no doorbell.
+        n[0].transmit(f.len(), &mut |b| b.copy_from_slice(&f))
+            .unwrap();
+        assert_eq!(bells.rings(), 0);
+        // It drains and finds the ring empty: flag up, the next frame rings.
+        assert!(n[1].receive(&mut |_| {}));
+        assert!(!n[1].receive(&mut |_| {}));
+        n[0].transmit(f.len(), &mut |b| b.copy_from_slice(&f))
+            .unwrap();
+        assert_eq!(bells.rings(), 1);
+        // Taking that frame lowers the flag again.
+        assert!(n[1].receive(&mut |_| {}));
+        n[0].transmit(f.len(), &mut |b| b.copy_from_slice(&f))
+            .unwrap();
+        assert_eq!(bells.rings(), 1);
     }
 
     #[test]
