@@ -254,8 +254,8 @@ fn join_isle(config: &IsleConfig) -> Result<IsleVm, Error> {
 /// An isle VM's membership, shared region and kernel-log copy.
 struct IsleVm {
     isle: Isle,
-    /// The region's host mapping, KVM memory slot [`IsleVm::slot`]: must
-    /// outlive the VM fd (see [`Machine`]'s field order).
+    /// The region's host mapping, the KVM memory slot after the RAM's:
+    /// must outlive the VM fd (see [`Machine`]'s field order).
     mapping: Mapping,
     /// Taken by the doorbell thread when it starts.
     doorbell: Mutex<Option<Doorbell>>,
