@@ -189,6 +189,7 @@ pub fn main(args: &[String]) -> Result<i32, ExitsError> {
         cmdline: String::new(),
         mounts,
         profile: None,
+        isle: None,
     };
     let stop = AtomicBool::new(false);
     let (outcome, stats) = std::thread::scope(|s| {

@@ -22,8 +22,12 @@ pub enum Isle {
 /// Everything the proxy reads from the environment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// `HERMIT_ISLE`.
+    /// `HERMIT_ISLE`: the hypervisor.
     pub isle: Isle,
+    /// `HERMIT_ISLE=N` or `uhyve:N`: run as multi-kernel isle N, in the
+    /// isle directory `HERMIT_ISLE_DIR` with a region of `HERMIT_ISLE_SHM`
+    /// bytes if this isle starts the session.
+    pub isle_member: Option<uhyve::IsleConfig>,
     /// `HERMIT_CPUS`: the number of vCPUs (a count, or the length of a
     /// core list).
     pub cpus: u32,
@@ -185,18 +189,55 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+/// Parses `HERMIT_ISLE`: the hypervisor and, for an isle, its number.
+fn parse_isle(value: Option<&str>) -> Result<(Isle, Option<u32>), ConfigError> {
+    const EXPECTED: &str = "uhyve, qemu, an isle number from 0 to 7, or uhyve:N";
+    let number = |text: &str, whole: &str| match text.parse::<u32>() {
+        Ok(n) if n < hermit_isles::MAX_ISLES => Ok(n),
+        _ => Err(invalid("HERMIT_ISLE", whole, EXPECTED)),
+    };
+    match value.map(str::trim) {
+        None | Some("") | Some("uhyve") => Ok((Isle::Uhyve, None)),
+        Some("qemu") => Ok((Isle::Qemu, None)),
+        Some(v) if v.starts_with("qemu:") => Err(ConfigError::Unsupported(format!(
+            "HERMIT_ISLE={v}: QEMU isles: not wired yet (use HERMIT_ISLE={} for a uhyve isle)",
+            &v["qemu:".len()..]
+        ))),
+        Some(v) => {
+            let n = v.strip_prefix("uhyve:").unwrap_or(v);
+            Ok((Isle::Uhyve, Some(number(n, v)?)))
+        }
+    }
+}
+
 impl Config {
     /// Reads the configuration through `get` (normally `std::env::var`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let isle = match get("HERMIT_ISLE").as_deref().map(str::trim) {
-            None | Some("") | Some("uhyve") => Isle::Uhyve,
-            Some("qemu") => Isle::Qemu,
-            Some(n) if n.parse::<u32>().is_ok() => {
-                return Err(ConfigError::Unsupported(format!(
-                    "HERMIT_ISLE={n}: multi-kernel isles are not supported yet; use HERMIT_ISLE=uhyve or qemu"
-                )));
+        let (isle, isle_number) = parse_isle(get("HERMIT_ISLE").as_deref())?;
+        // The isle variables are read only for an isle: elsewhere they may
+        // be exported for other programs.
+        let isle_member = match isle_number {
+            None => None,
+            Some(index) => {
+                let size = match get("HERMIT_ISLE_SHM") {
+                    None => None,
+                    Some(v) => Some(
+                        parse_size(&v)
+                            .and_then(|s| hermit_isles::check_region_size(s).ok())
+                            .ok_or_else(|| {
+                                invalid(
+                                    "HERMIT_ISLE_SHM",
+                                    &v,
+                                    "a multiple of 4 KiB from 9M to 512M, such as 64M",
+                                )
+                            })?,
+                    ),
+                };
+                let dir = get(hermit_isles::DIR_VAR)
+                    .filter(|d| !d.is_empty())
+                    .map_or_else(hermit_isles::default_dir, std::path::PathBuf::from);
+                Some(uhyve::IsleConfig { index, dir, size })
             }
-            Some(other) => return Err(invalid("HERMIT_ISLE", other, "uhyve or qemu")),
         };
         let (cpus, pin) = match get("HERMIT_CPUS") {
             None => (1, None),
@@ -254,6 +295,7 @@ impl Config {
         };
         Ok(Self {
             isle,
+            isle_member,
             cpus,
             pin,
             mem,
@@ -361,10 +403,50 @@ mod tests {
         assert!(cfg(&[("HERMIT_ISLE", "xen")]).is_err());
         assert!(cfg(&[("HERMIT_VERBOSE", "maybe")]).is_err());
         assert!(cfg(&[("HERMIT_LOG_LEVEL", "loud")]).is_err());
-        assert!(matches!(
-            cfg(&[("HERMIT_ISLE", "1")]),
-            Err(ConfigError::Unsupported(_))
-        ));
+    }
+
+    #[test]
+    fn isle_numbers_make_uhyve_isles() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.isle_member, None);
+        let c = cfg(&[
+            ("HERMIT_ISLE", "3"),
+            ("HERMIT_ISLE_DIR", "/tmp/isles"),
+            ("HERMIT_ISLE_SHM", "16M"),
+        ])
+        .unwrap();
+        assert_eq!(c.isle, Isle::Uhyve);
+        assert_eq!(
+            c.isle_member,
+            Some(uhyve::IsleConfig {
+                index: 3,
+                dir: "/tmp/isles".into(),
+                size: Some(16 << 20)
+            })
+        );
+        let c = cfg(&[("HERMIT_ISLE", "uhyve:7")]).unwrap();
+        let member = c.isle_member.unwrap();
+        assert_eq!((member.index, member.size), (7, None));
+        assert_eq!(member.dir, hermit_isles::default_dir());
+        // Isle variables without an isle are not looked at.
+        let c = cfg(&[("HERMIT_ISLE_SHM", "junk")]).unwrap();
+        assert_eq!(c.isle_member, None);
+
+        let e = cfg(&[("HERMIT_ISLE", "qemu:1")]).unwrap_err();
+        assert!(matches!(e, ConfigError::Unsupported(_)));
+        assert!(e.to_string().contains("QEMU isles: not wired yet"), "{e}");
+        for bad in ["8", "uhyve:8", "uhyve:", "-1", "1x", "uhyve:x", "xen"] {
+            let e = cfg(&[("HERMIT_ISLE", bad)]).unwrap_err().to_string();
+            assert!(e.starts_with("HERMIT_ISLE="), "{bad}: {e}");
+            assert!(e.contains("an isle number from 0 to 7"), "{bad}: {e}");
+        }
+        for bad in ["1M", "513M", "lots", "10000"] {
+            let e = cfg(&[("HERMIT_ISLE", "0"), ("HERMIT_ISLE_SHM", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("HERMIT_ISLE_SHM="), "{bad}: {e}");
+            assert!(!e.contains('\n'));
+        }
     }
 
     #[test]

@@ -21,6 +21,13 @@
 //! 127.0.0.1), with `HERMIT_APP_PORT` forwards: under QEMU its `-netdev
 //! user` (plus `HERMIT_CAPTURE_NET` and `HERMIT_MONITOR`), under uhyve
 //! `hermit-usernet`, or the tap device `HERMIT_NETIF` (root).
+//!
+//! `HERMIT_ISLE=N` (or `uhyve:N`) runs the image as multi-kernel isle N
+//! under uhyve (its `--isle`): it shares the isles' memory region and
+//! doorbells in `HERMIT_ISLE_DIR` (default `/dev/shm/hermit-isles-<uid>`),
+//! creating a region of `HERMIT_ISLE_SHM` bytes if it is the first isle;
+//! its kernel log goes to `isleN/log` there (see the `isles` command).
+//! QEMU isles (`qemu:N`) are not wired yet.
 
 mod config;
 
@@ -38,6 +45,13 @@ appears here and its exit status becomes the proxy's.
 
 Environment:
   HERMIT_ISLE=uhyve|qemu  hypervisor (default uhyve)
+  HERMIT_ISLE=N|uhyve:N   run as multi-kernel isle N (0-7) under uhyve,
+                          sharing a memory region and doorbells with the
+                          other isles; kernel log in HERMIT_ISLE_DIR/isleN/log
+  HERMIT_ISLE_DIR=DIR     isles: their directory (default
+                          /dev/shm/hermit-isles-<uid>)
+  HERMIT_ISLE_SHM=SIZE    isles: size of the shared region when this isle
+                          starts a session, 9M to 512M (default 64M)
   HERMIT_CPUS=N|LIST      number of CPUs (default 1), or a list of host cores
                           (3-5, 1,3, 0-1,4): one CPU per core, uhyve pins CPU i
                           to the i-th core (QEMU takes only the count)
@@ -216,6 +230,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 cmdline: config.cmdline(),
                 mounts: config.mounts.clone(),
                 profile: config.profile.clone(),
+                isle: config.isle_member.clone(),
             };
             let outcome = uhyve::run_with_net(&vm, net).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

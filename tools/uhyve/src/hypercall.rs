@@ -358,34 +358,71 @@ fn read_param<const N: usize>(mem: &GuestMemoryMmap, nr: Nr, addr: u64) -> Resul
 /// wrong, or the capacity is 0, larger than [`MAX_LOG_CAPACITY`] or runs past
 /// RAM.
 pub fn read_log(mem: &GuestMemoryMmap, ring: u64) -> Result<Vec<u8>, String> {
+    read_log_since(mem, ring, 0).map(|chunk| chunk.bytes)
+}
+
+/// New bytes of a log ring: what [`read_log_since`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The bytes from stream position `since + skipped` up to `end`.
+    pub bytes: Vec<u8>,
+    /// Bytes after `since` that the ring no longer holds (overwritten
+    /// before they could be read).
+    pub skipped: u64,
+    /// Stream position after the last byte: pass it as the next `since`.
+    pub end: u64,
+}
+
+/// Reads the bytes the kernel appended to the log ring at `ring` since
+/// stream position `since` (0: everything the ring still holds), while
+/// the guest may keep writing: bytes the guest may have overwritten during
+/// the copy are dropped and counted in [`LogChunk::skipped`]. A `since`
+/// beyond the ring's `written` (a new ring) reads from 0. Same checks as
+/// [`read_log`].
+pub fn read_log_since(mem: &GuestMemoryMmap, ring: u64, since: u64) -> Result<LogChunk, String> {
     const HEADER: u64 = size_of::<LogRing>() as u64;
     let header = guest_slice(mem, ring, HEADER)
         .ok_or_else(|| format!("header at {ring:#x} lies outside guest memory"))?;
     let mut raw = [0u8; HEADER as usize];
     header.copy_to(&mut raw[..]);
-    let word = |offset: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&raw[offset..offset + 8]);
-        u64::from_le_bytes(b)
-    };
-    if word(offset_of!(LogRing, magic)) != LOG_RING_MAGIC {
+    if u64_at(&raw, offset_of!(LogRing, magic)) != LOG_RING_MAGIC {
         return Err(format!("no log ring magic at {ring:#x}"));
     }
-    let capacity = word(offset_of!(LogRing, capacity));
-    let written = word(offset_of!(LogRing, written));
+    let capacity = u64_at(&raw, offset_of!(LogRing, capacity));
+    let written = u64_at(&raw, offset_of!(LogRing, written));
     if capacity == 0 || capacity > MAX_LOG_CAPACITY {
         return Err(format!("implausible capacity {capacity}"));
     }
     let data = guest_slice(mem, ring + HEADER, capacity)
         .ok_or_else(|| format!("data area of {capacity} bytes runs past guest memory"))?;
-    let mut bytes = vec![0u8; capacity as usize];
-    data.copy_to(&mut bytes[..]);
-    if written <= capacity {
-        bytes.truncate(written as usize);
-    } else {
-        bytes.rotate_left((written % capacity) as usize);
+    let since = if since > written { 0 } else { since };
+    let mut start = since.max(written.saturating_sub(capacity));
+    let mut bytes = vec![0u8; (written - start) as usize];
+    // The bytes of positions start..written, in up to two pieces.
+    let mut pos = start;
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let at = (pos % capacity) as usize;
+        let n = (bytes.len() - filled).min(capacity as usize - at);
+        let piece = data
+            .subslice(at, n)
+            .map_err(|e| format!("log ring data: {e}"))?;
+        piece.copy_to(&mut bytes[filled..filled + n]);
+        filled += n;
+        pos += n as u64;
     }
-    Ok(bytes)
+    // The guest appends after `written` and may have wrapped over the
+    // oldest bytes copied meanwhile: drop those.
+    header.copy_to(&mut raw[..]);
+    let now = u64_at(&raw, offset_of!(LogRing, written)).max(written);
+    let overwritten = now.saturating_sub(capacity).clamp(start, written);
+    bytes.drain(..(overwritten - start) as usize);
+    start = overwritten;
+    Ok(LogChunk {
+        bytes,
+        skipped: start - since,
+        end: written,
+    })
 }
 
 /// The little-endian `u64` at `offset` of a parameter block read from the
@@ -617,6 +654,48 @@ mod tests {
         for at in [MEM - 8, MEM, u64::MAX - 4] {
             assert!(read_log(&mem, at).is_err());
         }
+    }
+
+    #[test]
+    fn log_ring_is_read_incrementally() {
+        let mem = memory();
+        mem.write_slice(b"0123456789abcdef", GuestAddress(0x4018))
+            .unwrap();
+        let chunk = |since| read_log_since(&mem, 0x4000, since).unwrap();
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 5);
+        assert_eq!(
+            chunk(0),
+            LogChunk {
+                bytes: b"01234".to_vec(),
+                skipped: 0,
+                end: 5
+            }
+        );
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 12);
+        assert_eq!(chunk(5).bytes, b"56789ab");
+        assert_eq!(
+            chunk(12),
+            LogChunk {
+                bytes: Vec::new(),
+                skipped: 0,
+                end: 12
+            }
+        );
+        // Wrapped: positions 12..20 are "cdef" then "0123".
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 20);
+        assert_eq!(chunk(12).bytes, b"cdef0123");
+        // More than a ring's worth since the last read: the oldest are lost.
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 40);
+        let c = chunk(12);
+        assert_eq!(
+            (c.bytes.as_slice(), c.skipped, c.end),
+            (&b"89abcdef01234567"[..], 12, 40)
+        );
+        // A position beyond `written` (a new ring) reads from the start.
+        put_ring(&mem, 0x4000, LOG_RING_MAGIC, 16, 3);
+        assert_eq!(chunk(40).bytes, b"012");
+        put_ring(&mem, 0x4000, 0, 16, 3);
+        assert!(read_log_since(&mem, 0x4000, 0).is_err());
     }
 
     /// A temporary host directory holding `f` ("file data"), removed on drop.

@@ -14,11 +14,14 @@
 //! map; the rest of RAM, including the gap between stack and image, is
 //! `Usable`. RAM above [`HOLE_START`] is moved up to 4 GiB, leaving
 //! `[3 GiB, 4 GiB)` free for the LAPIC, IOAPIC and future MMIO devices like
-//! on a PC.
+//! on a PC. In that hole: the NIC's BAR at [`NIC_BAR`] (with a NIC) and an
+//! isle's shared region at [`REGION_GPA`] (isles only, see
+//! [`isle_region`]).
 
 use std::ops::Range;
 
 use hermit_interface::BOOT_STACK_SIZE;
+use hermit_interface::isle::{REGION_GPA, REGION_MAX};
 use hermit_loader::{GDT_SIZE, Image, page_tables_size};
 
 use crate::Error;
@@ -42,6 +45,17 @@ pub const PAGE_TABLES_ADDR: u64 = 0x2000;
 pub const MAX_MEM: u64 = 1 << 40;
 
 const _: () = assert!(GDT_ADDR + GDT_SIZE <= PAGE_TABLES_ADDR);
+// The isle region lies in the hole, after the NIC's BAR and below the IOAPIC.
+const _: () = assert!(REGION_GPA >= NIC_BAR + crate::virtio_net::BAR_SIZE);
+const _: () = assert!(REGION_GPA + REGION_MAX <= 0xFEC0_0000 && 0xFEC0_0000 <= HOLE_END);
+
+/// The guest-physical range of an isle's shared region of `len` bytes, or
+/// `None` if it would leave the MMIO hole (`len` above `REGION_MAX`). RAM
+/// never lies in the hole ([`Layout::plan`]) and the NIC's BAR lies below
+/// it, so the region overlaps neither.
+pub fn isle_region(len: u64) -> Option<Range<u64>> {
+    (len > 0 && len <= REGION_MAX).then(|| REGION_GPA..REGION_GPA + len)
+}
 
 /// The guest-physical addresses of everything uhyve writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,6 +184,25 @@ mod tests {
             Layout::plan(MAX_MEM + 1, 0, &image),
             Err(Error::MemoryTooLarge(_))
         ));
+    }
+
+    #[test]
+    fn the_isle_region_overlaps_no_ram() {
+        let file = tiny_pie(3, 0);
+        let image = Image::parse(&file).unwrap();
+        let region = isle_region(REGION_MAX).unwrap();
+        for mem in [64 << 20, 3 * GIB, 3 * GIB + PAGE, 4 * GIB, 100 * GIB] {
+            let l = Layout::plan(mem, 0x100, &image).unwrap();
+            for r in &l.ram {
+                assert!(
+                    r.end <= region.start || r.start >= region.end,
+                    "{mem}: {r:?}"
+                );
+            }
+        }
+        assert!(NIC_BAR + crate::virtio_net::BAR_SIZE <= region.start);
+        assert_eq!(isle_region(0), None);
+        assert_eq!(isle_region(REGION_MAX + 1), None);
     }
 
     #[test]

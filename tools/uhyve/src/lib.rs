@@ -64,6 +64,24 @@
 //! buffers, and is stopped and joined when the VM ends. Without a NIC there
 //! is no PCI bus at all.
 //!
+//! # Isles
+//!
+//! With [`Config::isle`] (`--isle N`, `--isle-dir`, `--isle-mem`) the VM
+//! is isle N of a multi-kernel set (see [`hermit_isles`]): before the VM is
+//! built, uhyve joins the isle (its number must be free; the first isle of
+//! a session creates the shared region), maps the region file `MAP_SHARED`
+//! and adds it as one more KVM memory slot at
+//! [`hermit_interface::isle::REGION_GPA`] (in the MMIO hole, above the NIC
+//! BAR, never RAM) and announces it in `BootInfo::isle` with
+//! `FLAG_DOORBELL`. The Doorbell hypercall rings another node's doorbell
+//! socket. One extra thread waits on this isle's doorbell and injects an
+//! MSI with vector [`hermit_interface::isle::DOORBELL_VECTOR`] into vCPU 0
+//! for each wake-up, and every 100 ms (and once more when the VM ends,
+//! whatever the ending) appends the kernel log's new bytes to
+//! `isle<N>/log`. `SIGTERM` ends an isle VM like an abnormal exit (the log is
+//! copied, the isle left); without a running isle the signal keeps its
+//! default action. A standalone VM has none of this.
+//!
 //! # Limits
 //!
 //! It is not a general VMM: besides the in-kernel local APICs and the
@@ -122,6 +140,21 @@ pub struct Config {
     /// [`profile::PERIOD`] and write the flat profile (by function of the
     /// image) to this file when the VM ends.
     pub profile: Option<PathBuf>,
+    /// Run as a multi-kernel isle (see "Isles" above); `None`: a standalone
+    /// VM.
+    pub isle: Option<IsleConfig>,
+}
+
+/// Which isle a VM is, and where the isles live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsleConfig {
+    /// The isle number, `0..`[`hermit_isles::MAX_ISLES`].
+    pub index: u32,
+    /// The isle directory ([`hermit_isles::IsleDir`]).
+    pub dir: PathBuf,
+    /// The region size if this isle starts a session; when other isles
+    /// run, their region's size must match (`None`: any).
+    pub size: Option<u64>,
 }
 
 /// How a VM ended.
@@ -226,6 +259,12 @@ pub enum Error {
     /// is taken).
     #[error(transparent)]
     UserNet(#[from] hermit_usernet::Error),
+    /// The isle cannot be joined (number taken, size mismatch, ...).
+    #[error(transparent)]
+    Isle(#[from] hermit_isles::Error),
+    /// The isle's doorbell thread could not be started.
+    #[error("cannot start the isle's doorbell thread: {0}")]
+    IsleThread(std::io::Error),
     /// The NIC could not be set up (eventfd or thread creation failed).
     #[error("cannot start the network device: {0}")]
     NetDevice(std::io::Error),

@@ -1,5 +1,5 @@
 //! `uhyve [OPTIONS] IMAGE [ARGS...]`: runs a hermit image under KVM and
-//! exits with its status. Options are parsed by hand: there are eight, and
+//! exits with its status. Options are parsed by hand: there are few, and
 //! start-up time matters.
 
 use std::ffi::OsString;
@@ -45,6 +45,14 @@ Options:
                          vCPU and write a flat profile by function to FILE
       --mac MAC          the NIC's MAC address, XX:XX:XX:XX:XX:XX (default:
                          a random locally administered one)
+      --isle N           run as multi-kernel isle N (0 to 7): share the isles'
+                         memory region (at guest address 0xD0000000) and
+                         doorbells, write the kernel log to DIR/isleN/log
+      --isle-dir DIR     the isle directory (default $HERMIT_ISLE_DIR, or
+                         /dev/shm/hermit-isles-<uid>)
+      --isle-mem SIZE    size of the shared region when this isle starts a
+                         session (9M to 512M, default 64M); when other isles
+                         run it must match theirs
   -h, --help             show this help
 ";
 
@@ -64,6 +72,7 @@ struct Cli {
     forwards: Vec<u16>,
     mac: Option<[u8; 6]>,
     profile: Option<PathBuf>,
+    isle: Option<uhyve::IsleConfig>,
     image: PathBuf,
     args: Vec<String>,
 }
@@ -104,6 +113,9 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut forwards = Vec::new();
     let mut mac = None;
     let mut profile = None;
+    let mut isle = None;
+    let mut isle_dir = None;
+    let mut isle_mem = None;
     let utf8 = |a: OsString| {
         a.into_string()
             .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
@@ -193,6 +205,37 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
                     format!("invalid --mac '{v}': expected six hex bytes like 02:00:00:12:34:56")
                 })?);
             }
+            "--isle" => {
+                let v = value("--isle")?;
+                isle = Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|&n| n < hermit_isles::MAX_ISLES)
+                        .ok_or_else(|| {
+                            format!(
+                                "invalid --isle '{v}': expected an isle number from 0 to {}",
+                                hermit_isles::MAX_ISLES - 1
+                            )
+                        })?,
+                );
+            }
+            "--isle-dir" => {
+                let v = value("--isle-dir")?;
+                if v.is_empty() {
+                    return Err("--isle-dir needs a non-empty path".into());
+                }
+                isle_dir = Some(PathBuf::from(v));
+            }
+            "--isle-mem" => {
+                let v = value("--isle-mem")?;
+                let size = parse_size(&v).ok_or_else(|| {
+                    format!("invalid --isle-mem '{v}': expected a size such as 64M")
+                })?;
+                isle_mem = Some(
+                    hermit_isles::check_region_size(size)
+                        .map_err(|e| format!("invalid --isle-mem '{v}': {e}"))?,
+                );
+            }
             "--" => match args.next() {
                 Some(image) => break utf8(image)?,
                 None => return Err("missing IMAGE (try --help)".into()),
@@ -209,6 +252,17 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     if mac.is_some() && netif.is_none() && !user_net {
         return Err("--mac needs --netif or --user-net".into());
     }
+    let isle = match isle {
+        Some(index) => Some(uhyve::IsleConfig {
+            index,
+            dir: isle_dir.unwrap_or_else(|| hermit_isles::IsleDir::from_env().path().to_owned()),
+            size: isle_mem,
+        }),
+        None if isle_dir.is_some() || isle_mem.is_some() => {
+            return Err("--isle-dir and --isle-mem need --isle".into());
+        }
+        None => None,
+    };
     let mut guest_args = vec![image.clone()];
     for a in args {
         guest_args.push(utf8(a)?);
@@ -230,6 +284,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         forwards,
         mac,
         profile,
+        isle,
         image: PathBuf::from(image),
         args: guest_args,
     })))
@@ -261,6 +316,7 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         mounts: cli.mounts,
         profile: cli.profile,
+        isle: cli.isle,
     };
     let backend = match cli.netif {
         Some(name) => Some(uhyve::NetBackend::Tap(name)),
@@ -353,6 +409,7 @@ mod tests {
                 user_net: false,
                 forwards: Vec::new(),
                 profile: None,
+                isle: None,
                 mac: None,
                 image: "img".into(),
                 args: vec!["img".into(), "--mem".into(), "x".into()],
@@ -449,6 +506,51 @@ mod tests {
         }
         let err = run(&["--netif", "t", "--user-net", "img"]).unwrap_err();
         assert!(err.contains("exclude each other"), "{err}");
+    }
+
+    #[test]
+    fn isle_options() {
+        let Ok(Request::Run(cli)) =
+            run(&["--isle", "3", "--isle-dir=/d", "--isle-mem", "16M", "img"])
+        else {
+            panic!("parse failed");
+        };
+        assert_eq!(
+            cli.isle,
+            Some(uhyve::IsleConfig {
+                index: 3,
+                dir: "/d".into(),
+                size: Some(16 << 20)
+            })
+        );
+        let Ok(Request::Run(cli)) = run(&["--isle", "0", "img"]) else {
+            panic!("parse failed");
+        };
+        let isle = cli.isle.unwrap();
+        assert_eq!((isle.index, isle.size), (0, None));
+        assert!(!isle.dir.as_os_str().is_empty());
+        for (args, needle) in [
+            (
+                &["--isle", "8", "img"][..],
+                "invalid --isle '8': expected an isle number from 0 to 7",
+            ),
+            (&["--isle", "x", "img"], "invalid --isle 'x'"),
+            (
+                &["--isle", "0", "--isle-mem", "1M", "img"],
+                "invalid --isle-mem '1M': a shared region of 1048576 bytes",
+            ),
+            (
+                &["--isle", "0", "--isle-mem", "lots", "img"],
+                "invalid --isle-mem 'lots'",
+            ),
+            (&["--isle-mem", "16M", "img"], "need --isle"),
+            (&["--isle-dir", "/d", "img"], "need --isle"),
+            (&["--isle", "0", "--isle-dir=", "img"], "non-empty"),
+        ] {
+            let err = run(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 
     #[test]

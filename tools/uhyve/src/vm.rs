@@ -7,16 +7,19 @@
 //! (`immediate_exit` plus [`kick_signal`]), so each leaves `KVM_RUN`
 //! promptly; vCPU 0's thread joins them and reads the kernel log.
 
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hermit_interface::hypercall::errno;
 use hermit_interface::{
-    GDT_KERNEL_CODE, GDT_KERNEL_DATA, MAX_MEMORY_REGIONS, MemoryRegion, Platform,
+    GDT_KERNEL_CODE, GDT_KERNEL_DATA, IsleInfo, MAX_MEMORY_REGIONS, MemoryRegion, PhysSlice,
+    Platform, isle,
 };
+use hermit_isles::{Doorbell, Isle, IsleDir, Mapping};
 use hermit_loader::{BootParams, Dest, Image};
 use kvm_bindings::{
     CpuId, KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED,
@@ -30,15 +33,16 @@ use crate::cpus::{self, MAX_CPUS};
 use hermit_hostfs::Server;
 
 use crate::hypercall::{
-    Action, HostOutput, Hypercalls, StartRequest, read_log, serve_fs, store_start_result,
+    Action, HostOutput, Hypercalls, StartRequest, read_log, read_log_since, serve_fs,
+    store_start_result,
 };
-use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR};
+use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR, isle_region};
 use crate::net::{Backend, NetBackend, NetConfig};
 use crate::pci::{PciBus, PciDevice};
 use crate::profile;
 use crate::tap::Tap;
-use crate::virtio_net::{KvmHooks, VirtioNet, Worker};
-use crate::{Config, Error, Outcome};
+use crate::virtio_net::{KvmHooks, VirtioNet, VmHooks as _, Worker};
+use crate::{Config, Error, IsleConfig, Outcome};
 
 const CR0_PE: u64 = 1 << 0;
 const CR0_MP: u64 = 1 << 1;
@@ -59,6 +63,12 @@ const HALT_CHECK_PERIOD: Duration = Duration::from_millis(100);
 
 /// Interrupt routes reserved for a (future, user-space) IOAPIC.
 const IOAPIC_PINS: u64 = 24;
+/// How often an isle's kernel log is copied to its file (and the longest
+/// its doorbell thread sleeps).
+const LOG_COPY_PERIOD: Duration = Duration::from_millis(100);
+/// MSI address of a fixed interrupt to the local APIC with ID 0 (physical
+/// destination mode).
+const MSI_TO_CPU0: u64 = 0xFEE0_0000;
 
 /// Opens `/dev/kvm` and checks the API version.
 pub(crate) fn open_kvm() -> Result<Kvm, Error> {
@@ -159,6 +169,9 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     let boot_info_size =
         hermit_loader::boot_info_size(config.cmdline.as_bytes(), &config.args, &config.env);
     let layout = Layout::plan(config.mem_size, boot_info_size, &image)?;
+    // Declared before the VM, so the VM fd closes before the region's
+    // mapping (a memory slot) goes away, also on the error paths.
+    let isle = config.isle.as_ref().map(join_isle).transpose()?;
 
     let kvm = open_kvm()?;
     if config.cpus > 1 {
@@ -170,7 +183,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
             });
         }
     }
-    let (vm, mem, vcpu) = create_vm(&kvm, &layout, config.mem_size)?;
+    let (vm, mem, vcpu) = create_vm(&kvm, &layout, config.mem_size, isle.as_ref())?;
     let vm = Arc::new(vm);
     let nic = match backend {
         None => None,
@@ -196,7 +209,8 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let tsc_khz = vcpu.get_tsc_khz().map_or(0, u64::from);
 
-    let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz)?;
+    let isle_info = isle.as_ref().map_or(IsleInfo::NONE, IsleVm::info);
+    let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz, isle_info)?;
     let bias = layout.image.wrapping_sub(image.link_start());
     drop(file);
     set_registers(&vcpu, &entry)?;
@@ -218,8 +232,59 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
             image: config.image.clone(),
             bias,
         }),
+        isle,
     });
-    Ok(machine.run_bsp(vcpu))
+    machine.run_bsp(vcpu)
+}
+
+/// Joins the isle `config` asks for and maps its region.
+fn join_isle(config: &IsleConfig) -> Result<IsleVm, Error> {
+    let isle = IsleDir::new(&config.dir).join(config.index, config.size)?;
+    let mapping = isle.map()?;
+    let doorbell = isle.doorbell()?;
+    Ok(IsleVm {
+        isle,
+        mapping,
+        doorbell: Mutex::new(Some(doorbell)),
+        log: Mutex::new(LogCopy::default()),
+        thread: Mutex::new(None),
+    })
+}
+
+/// An isle VM's membership, shared region and kernel-log copy.
+struct IsleVm {
+    isle: Isle,
+    /// The region's host mapping, the KVM memory slot after the RAM's:
+    /// must outlive the VM fd (see [`Machine`]'s field order).
+    mapping: Mapping,
+    /// Taken by the doorbell thread when it starts.
+    doorbell: Mutex<Option<Doorbell>>,
+    log: Mutex<LogCopy>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How far the kernel log has been copied to the isle's log file.
+#[derive(Default)]
+struct LogCopy {
+    /// The ring copied from and the stream position reached.
+    ring: u64,
+    pos: u64,
+    /// A failure to read the ring was noted in the file already.
+    failed: bool,
+}
+
+impl IsleVm {
+    /// What the guest's `BootInfo::isle` says.
+    fn info(&self) -> IsleInfo {
+        IsleInfo {
+            region: PhysSlice {
+                addr: isle::REGION_GPA,
+                len: self.isle.region_len(),
+            },
+            index: self.isle.index(),
+            flags: isle::FLAG_DOORBELL,
+        }
+    }
 }
 
 /// Creates the VM with its memory slots, local APIC and vCPU 0.
@@ -227,6 +292,7 @@ fn create_vm(
     kvm: &Kvm,
     layout: &Layout,
     mem_size: u64,
+    isle: Option<&IsleVm>,
 ) -> Result<(VmFd, GuestMemoryMmap, VcpuFd), Error> {
     let vm = kvm
         .create_vm()
@@ -254,6 +320,24 @@ fn create_vm(
         // do not.
         unsafe { vm.set_user_memory_region(region_desc) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    if let Some(isle) = isle {
+        let len = isle.mapping.len() as u64;
+        let range = isle_region(len).ok_or(Error::Isle(hermit_isles::Error::BadSize(len)))?;
+        let region_desc = kvm_userspace_memory_region {
+            slot: mem.num_regions() as u32,
+            flags: 0,
+            guest_phys_addr: range.start,
+            memory_size: len,
+            userspace_addr: isle.mapping.as_ptr() as u64,
+        };
+        // SAFETY: the host range is the isle's live MAP_SHARED mapping,
+        // which the caller keeps alive until after the VM fd is closed (it
+        // is declared before the VM in `run`, and follows `vm` in
+        // `Machine`); the guest range lies in the MMIO hole, which holds no
+        // RAM slot (`isle_region`), and the slot number follows the RAM's.
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION (isle region)"))?;
     }
     // An in-kernel local APIC per vCPU (the kernel's timer and IPIs need
     // one) without the in-kernel PIC and IOAPIC: there are no devices to
@@ -292,6 +376,7 @@ fn write_boot_data(
     image: &Image<'_>,
     config: &Config,
     tsc_khz: u64,
+    isle: IsleInfo,
 ) -> Result<Entry, Error> {
     let start = GDT_ADDR;
     let len = layout.image_end - start;
@@ -329,7 +414,7 @@ fn write_boot_data(
         image: &loaded,
         memory: &memory[..count],
         acpi_rsdp: 0,
-        isle: hermit_interface::IsleInfo::NONE,
+        isle,
     };
     let written = hermit_loader::write_boot_info(
         window,
@@ -485,6 +570,9 @@ struct Machine {
     /// With profiling: the RIP samples, the output file, the image and its
     /// load bias.
     profile: Option<Profiling>,
+    /// As an isle: membership, region (after `vm`: it backs a memory
+    /// slot), doorbell thread and log copy.
+    isle: Option<IsleVm>,
 }
 
 /// A profiled VM's samples and where they go.
@@ -524,8 +612,12 @@ impl Drop for Registered<'_> {
 
 impl Machine {
     /// Runs vCPU 0 on this thread until the VM ends, joins the other vCPU
-    /// threads and collects the outcome.
-    fn run_bsp(self: Arc<Self>, mut vcpu: VcpuFd) -> Outcome {
+    /// threads (and an isle's doorbell thread) and collects the outcome.
+    fn run_bsp(self: Arc<Self>, mut vcpu: VcpuFd) -> Result<Outcome, Error> {
+        let _term = match &self.isle {
+            Some(isle) => Some(self.start_doorbell_thread(isle)?),
+            None => None,
+        };
         let saved = self.pins[0].and_then(|core| {
             let saved = cpus::affinity()?;
             cpus::pin_current_thread(core).ok().map(|()| saved)
@@ -546,6 +638,17 @@ impl Machine {
             }
         }
         drop(vcpu);
+        if let Some(isle) = &self.isle {
+            if let Some(thread) = lock(&isle.thread).take()
+                && thread.join().is_err()
+            {
+                self.end(
+                    0,
+                    Err("uhyve bug: the isle's doorbell thread panicked".into()),
+                );
+            }
+            self.copy_log();
+        }
         self.write_profile();
         if let Some(nic) = &self.nic
             && let Some(worker) = lock(&nic.worker).take()
@@ -563,7 +666,7 @@ impl Machine {
                 format!("[uhyve: cannot read the kernel log ring: {reason}]\n").into_bytes()
             }),
         };
-        match ending {
+        Ok(match ending {
             Ok(status) => Outcome {
                 status,
                 kernel_log,
@@ -574,6 +677,97 @@ impl Machine {
                 kernel_log,
                 abnormal: Some(reason),
             },
+        })
+    }
+
+    /// Starts the isle's doorbell thread; the returned guard makes SIGTERM
+    /// end the VM while it lives.
+    fn start_doorbell_thread(self: &Arc<Self>, isle: &IsleVm) -> Result<TermGuard, Error> {
+        let Some(bell) = lock(&isle.doorbell).take() else {
+            return Ok(TermGuard::enter());
+        };
+        let machine = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name(format!("isle{}-doorbell", isle.isle.index()))
+            .spawn(move || machine.serve_doorbell(&bell))
+            .map_err(Error::IsleThread)?;
+        *lock(&isle.thread) = Some(thread);
+        Ok(TermGuard::enter())
+    }
+
+    /// The doorbell thread: turns each wake-up of this isle's doorbell into
+    /// an MSI with the doorbell vector to vCPU 0, copies the kernel log to
+    /// the isle's file every [`LOG_COPY_PERIOD`], and ends the VM on
+    /// SIGTERM. Returns once the VM is stopping ([`Machine::end`] rings
+    /// this doorbell to say so).
+    fn serve_doorbell(&self, bell: &Doorbell) {
+        let msi = KvmHooks(Arc::clone(&self.vm));
+        let mut last_copy = Instant::now();
+        let mut warned = false;
+        while !self.stop.load(Ordering::SeqCst) {
+            match bell.wait(LOG_COPY_PERIOD) {
+                Ok(true) if !self.stop.load(Ordering::SeqCst) => {
+                    let vector = u32::from(isle::DOORBELL_VECTOR);
+                    if let Err(e) = msi.signal_msi(MSI_TO_CPU0, vector)
+                        && !std::mem::replace(&mut warned, true)
+                    {
+                        eprintln!("uhyve: warning: cannot deliver an isle doorbell: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !std::mem::replace(&mut warned, true) {
+                        eprintln!("uhyve: warning: the isle's doorbell failed: {e}");
+                    }
+                    std::thread::sleep(LOG_COPY_PERIOD);
+                }
+            }
+            if TERM_REQUESTED.load(Ordering::SeqCst) {
+                self.end(usize::MAX, Err("stopped by SIGTERM".into()));
+            }
+            if last_copy.elapsed() >= LOG_COPY_PERIOD {
+                self.copy_log();
+                last_copy = Instant::now();
+            }
+        }
+    }
+
+    /// Appends what the kernel logged since the last call to the isle's log
+    /// file (nothing for a standalone VM or before the guest registered its
+    /// ring). Called by the doorbell thread and once after the VM ended.
+    fn copy_log(&self) {
+        let Some(isle) = &self.isle else {
+            return;
+        };
+        let Some(ring) = lock(&self.calls).log_ring else {
+            return;
+        };
+        let mut copy = lock(&isle.log);
+        if copy.ring != ring {
+            *copy = LogCopy {
+                ring,
+                ..LogCopy::default()
+            };
+        }
+        // Write errors (a full tmpfs) cannot be reported anywhere better.
+        let mut file = isle.isle.log_file();
+        match read_log_since(&self.mem, ring, copy.pos) {
+            Ok(chunk) => {
+                if chunk.skipped > 0 {
+                    let _ = writeln!(
+                        file,
+                        "[uhyve: {} bytes of the kernel log were overwritten before they could be copied]",
+                        chunk.skipped
+                    );
+                }
+                let _ = file.write_all(&chunk.bytes);
+                copy.pos = chunk.end;
+            }
+            Err(reason) => {
+                if !std::mem::replace(&mut copy.failed, true) {
+                    let _ = writeln!(file, "[uhyve: cannot read the kernel log ring: {reason}]");
+                }
+            }
         }
     }
 
@@ -593,6 +787,10 @@ impl Machine {
         let mut state = lock(&self.state);
         state.ending.get_or_insert(ending);
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(isle) = &self.isle {
+            // Wakes the doorbell thread, which then sees `stop`.
+            isle.isle.ring(isle.isle.index());
+        }
         // A vCPU blocked reading the host's stdin for the guest gives up at
         // the kick below instead of restarting the read.
         self.fs.stop();
@@ -689,10 +887,17 @@ impl Machine {
             let action = match action {
                 Action::StartCpu(request) => self.start_cpu(&request),
                 Action::Fs(block) => serve_fs(&self.mem, &self.fs, block),
+                Action::Doorbell(node) => {
+                    // A standalone VM has no other nodes to ring; an isle
+                    // drops rings to nodes that do not run.
+                    if let Some(isle) = &self.isle {
+                        isle.isle.ring(node);
+                    }
+                    Action::Continue
+                }
                 other => other,
             };
             match action {
-                // A standalone VM has no other nodes to ring.
                 Action::Continue | Action::StartCpu(_) | Action::Fs(_) | Action::Doorbell(_) => {}
                 Action::Exit(status) => break Some(Ok(status)),
                 Action::Abort(reason) => break Some(Err(self.describe(cpu, vcpu, &reason))),
@@ -859,6 +1064,69 @@ impl Machine {
         })
         .map_err(kvm_err("KVM_SET_MP_STATE"))?;
         Ok(vcpu)
+    }
+}
+
+/// Isle VMs running in this process: while there are any, SIGTERM ends
+/// them instead of the process.
+static RUNNING_ISLES: AtomicUsize = AtomicUsize::new(0);
+/// Set by the SIGTERM handler; the isles' doorbell threads end their VMs.
+static TERM_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(signal: libc::c_int) {
+    if RUNNING_ISLES.load(Ordering::SeqCst) > 0 {
+        TERM_REQUESTED.store(true, Ordering::SeqCst);
+        return;
+    }
+    // No isle runs: the signal's default action (termination).
+    // SAFETY: `signal` and `raise` are async-signal-safe; SIG_DFL is a
+    // valid disposition.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
+}
+
+/// Counts a running isle VM for [`on_term`] while it lives.
+struct TermGuard;
+
+impl TermGuard {
+    /// Installs the SIGTERM handler (once per process, and only if the
+    /// signal still has its default action: a program that handles
+    /// SIGTERM itself keeps its handler) and counts this VM.
+    fn enter() -> Self {
+        static HANDLER: Once = Once::new();
+        HANDLER.call_once(|| {
+            // SAFETY: querying the current action with a null new action
+            // only writes `old`, a valid all-zero `sigaction`.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: as above.
+            if unsafe { libc::sigaction(libc::SIGTERM, std::ptr::null(), &mut old) } != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
+                return;
+            }
+            // SAFETY: an all-zero `sigaction` is valid (empty mask, no
+            // flags); `on_term` only touches atomics or restores the default
+            // action and re-raises, all async-signal-safe.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_term as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+            }
+        });
+        if RUNNING_ISLES.fetch_add(1, Ordering::SeqCst) == 0 {
+            // A SIGTERM that came after the last isle VM ended is stale.
+            TERM_REQUESTED.store(false, Ordering::SeqCst);
+        }
+        Self
+    }
+}
+
+impl Drop for TermGuard {
+    fn drop(&mut self) {
+        RUNNING_ISLES.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -402,5 +402,6 @@ pub fn config(image: PathBuf) -> uhyve::Config {
         cmdline: String::new(),
         mounts: Vec::new(),
         profile: None,
+        isle: None,
     }
 }
