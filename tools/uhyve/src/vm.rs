@@ -241,6 +241,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
 fn join_isle(config: &IsleConfig) -> Result<IsleVm, Error> {
     let isle = IsleDir::new(&config.dir).join(config.index, config.size)?;
     let mapping = isle.map()?;
+    release_stale_rank(&mapping, config.index);
     let doorbell = isle.doorbell()?;
     Ok(IsleVm {
         isle,
@@ -249,6 +250,23 @@ fn join_isle(config: &IsleConfig) -> Result<IsleVm, Error> {
         log: Mutex::new(LogCopy::default()),
         thread: Mutex::new(None),
     })
+}
+
+/// Frees iRCCE rank `index` if a previous holder of this isle number was
+/// killed before its kernel could release it: holding the isle's lock
+/// proves nobody alive owns the rank. A region without an iRCCE header
+/// (a new session, or one nobody used for iRCCE) is left alone.
+fn release_stale_rank(mapping: &Mapping, index: u32) {
+    let Ok(part) = hermit_ircce::SubRegion::new(
+        mapping.region(),
+        isle::IRCCE_OFFSET as usize,
+        mapping.len().saturating_sub(isle::IRCCE_OFFSET as usize),
+    ) else {
+        return;
+    };
+    if let Ok(true) = hermit_ircce::release_dead_rank(&part, index as usize) {
+        eprintln!("uhyve: isle {index}: released iRCCE rank {index} left by a killed isle");
+    }
 }
 
 /// An isle VM's membership, shared region and kernel-log copy.
