@@ -6,88 +6,34 @@
 //! the isles as `apps/rcce-pingpong` on isles 0 and 1 (`HERMIT_ISLE=0|1`,
 //! pinned to host cores 0 and 1, a private `HERMIT_ISLE_DIR`), the Linux
 //! processes as `hermit-bench native-pingpong`, two processes pinned the
-//! same way over a file in `/dev/shm` split like the isles' region. Each
+//! same way, each joining a private isle directory like an isle does (so
+//! they share a region split like the isles'). Each
 //! figure is the median of `--runs` batches (bench-core); the memcpy column
 //! is a plain copy of the same size in the Linux process, the yardstick of
 //! the bandwidth goal.
 //!
-//! `hermit-bench native-pingpong --rank R --region FILE [--cpu N] [ARGS]`
+//! `hermit-bench native-pingpong --rank R --dir DIR [--cpu N] [ARGS]`
 //! is one Linux UE (run by `isles`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use bench_core::pingpong;
 use hermit_interface::isle;
-use hermit_ircce::{Config, Ircce, MappedRegion, PollNotify, SubRegion};
+use hermit_ircce::{Config, Ircce, PollNotify, SubRegion};
+use hermit_isles::IsleDir;
 
 use crate::native_core::LinuxCore;
 use crate::threads::{parse_output, run_case};
 
 const USAGE: &str = "usage: hermit-bench isles [--max BYTES] [--runs N]\n       \
-    hermit-bench native-pingpong --rank R --region FILE [--cpu N] [--max BYTES] [--runs N]";
+    hermit-bench native-pingpong --rank R --dir DIR [--cpu N] [--max BYTES] [--runs N]";
 
 /// Longest one column may take.
 const LIMIT: Duration = Duration::from_secs(900);
-
-/// A shared file mapped `MAP_SHARED`, unmapped on drop.
-struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
-}
-
-impl Mapping {
-    fn open(path: &Path) -> Result<Self, String> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let len = usize::try_from(file.metadata().map_err(|e| e.to_string())?.len())
-            .map_err(|_| "region too large")?;
-        if (len as u64) < isle::REGION_MIN {
-            return Err(format!(
-                "{} has {len} bytes, less than {}",
-                path.display(),
-                isle::REGION_MIN
-            ));
-        }
-        use std::os::fd::AsRawFd;
-        // SAFETY: a fresh shared mapping of a file we opened read-write; the
-        // kernel picks the address; failure is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            ));
-        }
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or("mmap returned null")?;
-        Ok(Self { base, len })
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping `open` made; the region built
-        // over it was dropped before (see `native_pingpong`).
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-    }
-}
 
 /// `hermit-bench native-pingpong ...`: one Linux UE.
 pub fn native_pingpong(args: &[String]) -> Result<(), String> {
@@ -99,7 +45,7 @@ pub fn native_pingpong(args: &[String]) -> Result<(), String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rank" => rank = it.next().and_then(|v| v.parse::<usize>().ok()),
-            "--region" => region = it.next().map(PathBuf::from),
+            "--dir" => region = it.next().map(PathBuf::from),
             "--cpu" => {
                 cpu = Some(
                     it.next()
@@ -117,19 +63,19 @@ pub fn native_pingpong(args: &[String]) -> Result<(), String> {
     if let Some(n) = cpu {
         crate::native::pin(&[n]).map_err(|e| format!("cannot pin to CPU {n}: {e}"))?;
     }
-    let mapping = Mapping::open(&path)?;
-    // SAFETY: the mapping is 4 KiB aligned, `len` bytes long and outlives
-    // `raw` (dropped at the end of this function, before `mapping`); this
-    // process holds no references into it.
-    let raw = unsafe { MappedRegion::new(mapping.base, mapping.len) };
+    // The process joins an isle directory like an isle does, so it gets
+    // the same region, split the same way.
+    let member = IsleDir::new(&path)
+        .join(rank as u32, None)
+        .map_err(|e| e.to_string())?;
+    let mapping = member.map().map_err(|e| e.to_string())?;
     let part = SubRegion::new(
-        &raw,
+        mapping.region(),
         isle::IRCCE_OFFSET as usize,
-        mapping.len - isle::IRCCE_OFFSET as usize,
+        mapping.len() - isle::IRCCE_OFFSET as usize,
     )
     .map_err(|e| e.to_string())?;
     let ue = Ircce::init(part, PollNotify, rank, Config::new(2)).map_err(|e| e.to_string())?;
-    // Dropped in reverse order: `ue`, then `raw`, then `mapping`.
     pingpong::run::<LinuxCore, _, _>(&ue, &cfg).map_err(|e| e.to_string())
 }
 
@@ -173,15 +119,12 @@ impl Drop for Scratch {
 }
 
 fn linux_column(exe: &Path, args: &[String]) -> Result<Figures, String> {
-    let file = Scratch::new("region");
-    let f = std::fs::File::create(&file.0).map_err(|e| format!("{}: {e}", file.0.display()))?;
-    f.set_len(isle::REGION_DEFAULT)
-        .map_err(|e| format!("{}: {e}", file.0.display()))?;
+    let dir = Scratch::new("linux-isles");
     let ue = |rank: usize| {
         let mut c = Command::new(exe);
         c.args(["native-pingpong", "--rank", &rank.to_string()])
-            .arg("--region")
-            .arg(&file.0)
+            .arg("--dir")
+            .arg(&dir.0)
             .args(["--cpu", &rank.to_string()])
             .args(args);
         c
@@ -331,16 +274,13 @@ mod tests {
     }
 
     #[test]
-    fn two_ues_over_one_shared_file() {
-        // Two threads stand in for the two processes: each maps the file
-        // itself, as `native-pingpong` does; every echo is checked.
-        let file = Scratch::new("test-region");
-        std::fs::File::create(&file.0)
-            .unwrap()
-            .set_len(isle::REGION_MIN)
-            .unwrap();
+    fn two_ues_over_one_isle_directory() {
+        // Two threads stand in for the two processes: each joins the
+        // directory and maps the region itself, as `native-pingpong` does;
+        // every echo is checked.
+        let dir = Scratch::new("test-isles");
         let args = |rank: &str| -> Vec<String> {
-            ["--rank", rank, "--region", file.0.to_str().unwrap()]
+            ["--rank", rank, "--dir", dir.0.to_str().unwrap()]
                 .into_iter()
                 .chain(["--max", "4096", "--runs", "1"])
                 .map(String::from)
@@ -353,21 +293,17 @@ mod tests {
     }
 
     #[test]
-    fn native_pingpong_refuses_bad_regions() {
+    fn native_pingpong_refuses_bad_arguments() {
         let e = native_pingpong(&["--rank".into(), "0".into()]).unwrap_err();
         assert!(e.starts_with("usage"), "{e}");
-        let small = Scratch::new("small-region");
-        std::fs::File::create(&small.0)
-            .unwrap()
-            .set_len(4096)
-            .unwrap();
+        let dir = Scratch::new("bad-rank");
         let e = native_pingpong(&[
             "--rank".into(),
-            "0".into(),
-            "--region".into(),
-            small.0.to_str().unwrap().into(),
+            "99".into(),
+            "--dir".into(),
+            dir.0.to_str().unwrap().into(),
         ])
         .unwrap_err();
-        assert!(e.contains("less than"), "{e}");
+        assert!(e.contains("99"), "{e}");
     }
 }
