@@ -30,6 +30,7 @@ use hermit_interface::isle::{
 };
 use hermit_interface::{IsleInfo, Platform, hypercall};
 
+pub use hermit_interface::isle::MAX_ISLES;
 pub use hermit_ircce::{
     self, Config, Element, Ircce, MappedRegion, Notify, ReduceOp, Region, Request, SubRegion,
     WaitList,
@@ -42,7 +43,7 @@ pub type IsleIrcce = Ircce<IsleRegion, IsleNotify>;
 
 /// Longest sleep of [`IsleNotify::wait`] without doorbells, so that polling
 /// waiters look again soon.
-pub const POLL_SLEEP: Duration = Duration::from_millis(1);
+pub const POLL_SLEEP: Duration = Duration::from_micros(50);
 
 /// ivshmem's PCI vendor (Red Hat / virtio) and device id.
 const IVSHMEM_ID: (u16, u16) = (0x1af4, 0x1110);
@@ -112,17 +113,23 @@ pub(crate) fn init(info: &IsleInfo) {
             info.region.len,
             info.flags
         );
-        if doorbells(&info) {
+        if delivers_doorbells(&info) {
             arch_x86_64::exception::set_interrupt_handler(DOORBELL_VECTOR, doorbell_interrupt);
         }
     }
 }
 
 /// Whether rings are delivered: uhyve says so with [`FLAG_DOORBELL`].
-fn doorbells(info: &IsleInfo) -> bool {
+fn delivers_doorbells(info: &IsleInfo) -> bool {
     info.flags & FLAG_DOORBELL != 0
         && crate::console::platform() == Some(Platform::Uhyve)
         && info.index().is_some()
+}
+
+/// Whether doorbells reach this isle (uhyve with [`FLAG_DOORBELL`]), so
+/// that iRCCE waiters sleep until rung; otherwise they poll.
+pub fn has_doorbells() -> bool {
+    INFO.get().is_some_and(delivers_doorbells)
 }
 
 /// This VM's isle number (the iRCCE rank and mmnif node), `None` when it
@@ -200,7 +207,7 @@ fn ircce_region() -> Result<IsleRegion, IsleError> {
 /// This isle's doorbells.
 pub(crate) fn notify() -> IsleNotify {
     let info = INFO.get().copied().unwrap_or(IsleInfo::NONE);
-    let doorbells = doorbells(&info);
+    let doorbells = delivers_doorbells(&info);
     if doorbells {
         WAKER.call_once(|| wake_waiters);
     }
