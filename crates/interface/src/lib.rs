@@ -577,8 +577,8 @@ pub mod qemu {
 pub mod bundle {
     /// `BundleHeader::magic`: "HRMTBNDL".
     pub const MAGIC: u64 = u64::from_le_bytes(*b"HRMTBNDL");
-    /// `BundleHeader::version`.
-    pub const VERSION: u32 = 1;
+    /// `BundleHeader::version` (2: `isle` appended).
+    pub const VERSION: u32 = 2;
 
     /// An `(offset, len)` pair inside the bundle.
     #[repr(C)]
@@ -614,6 +614,12 @@ pub mod bundle {
         pub env: Section,
         /// Number of environment entries.
         pub env_count: u64,
+        /// The isle number the loader puts into
+        /// [`IsleInfo::index`](crate::IsleInfo::index) (the region is then
+        /// found on PCI), or [`NOT_AN_ISLE`](crate::isle::NOT_AN_ISLE).
+        pub isle: u32,
+        /// Zero.
+        pub _reserved: u32,
     }
 }
 
