@@ -162,6 +162,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         let online = crate::smp::start_aps(crate::sched::ap_main);
         log::info!("{online} CPUs online");
     }
+    crate::isle::init(&info.isle);
     crate::env::init(info);
     if let Err(e) = crate::tls::init(info) {
         fail(format_args!("bad TLS segment: {e}"));

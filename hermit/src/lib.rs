@@ -39,6 +39,10 @@
 //! With feature `virtio-net` or `rtl8139` the image drives that network
 //! card ([`nic`]: frames in and out, interrupt-driven); with `tcp` and/or
 //! `udp` as well it has sockets on a smoltcp TCP/IP stack ([`net`]).
+//!
+//! Started as one of several isles (multi-kernel), it reaches the region
+//! the isles share through [`isle`]: its isle number and iRCCE message
+//! passing with the other isles.
 #![no_std]
 #![feature(abi_x86_interrupt)]
 
@@ -49,6 +53,7 @@ pub mod console;
 pub mod env;
 pub mod fs;
 mod hostfs;
+pub mod isle;
 mod linux;
 mod logger;
 mod mem;
@@ -56,7 +61,6 @@ mod mem;
 pub mod net;
 #[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
 pub mod nic;
-#[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
 mod pci;
 
 #[cfg(all(

@@ -67,6 +67,32 @@ pub(crate) fn is_ram(addr: u64, len: u64) -> bool {
             .is_some_and(|map| map.iter().any(|r| r.start <= addr && end <= r.end()))
 }
 
+/// Whether every byte of `[addr, addr + len)` is mapped to itself and
+/// writable (e.g. device memory inside the boot identity map). Each step
+/// skips the whole page it found, so a 2 MiB-mapped range costs one page
+/// walk per 2 MiB.
+pub(crate) fn is_identity_mapped(addr: u64, len: u64) -> bool {
+    let (Some(end), Some(mapper)) = (addr.checked_add(len), MAPPER.get()) else {
+        return false;
+    };
+    // Interrupts off while the page-table lock is held, as everywhere.
+    without_interrupts(|| {
+        let mapper = mapper.lock();
+        let mut at = addr;
+        while at < end {
+            let Some(t) = mm::PageMapper::translate(&*mapper, mm::VirtAddr(at)) else {
+                return false;
+            };
+            if t.phys.0 != at || !t.flags.writable {
+                return false;
+            }
+            let page = t.size.bytes();
+            at = (at & !(page - 1)).saturating_add(page);
+        }
+        true
+    })
+}
+
 /// Takes the lowest free page below `limit` out of the frame allocator for
 /// good (e.g. for the AP trampoline, which must lie below 1 MiB).
 #[cfg(feature = "smp")]

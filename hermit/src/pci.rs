@@ -66,8 +66,11 @@ impl ConfigAccess for Access {
 pub(crate) struct Bus {
     /// How configuration space is reached.
     pub(crate) access: Access,
-    allocator: BarAllocator,
 }
+
+/// The one BAR window allocator: every driver that probes the bus (network
+/// card, isle region) assigns from it, so their BARs never overlap.
+static ALLOCATOR: spin::Mutex<Option<BarAllocator>> = spin::Mutex::new(None);
 
 impl Bus {
     /// Finds the configuration mechanism (ECAM from the MCFG, else 0xCF8).
@@ -77,10 +80,7 @@ impl Bus {
             .or_else(|| qemu.then(microvm_ecam).flatten())
             .map_or(Access::Legacy(LegacyConfig::new(Ports)), Access::Ecam);
         log::info!("pci: configuration access {access:?}");
-        Self {
-            access,
-            allocator: BarAllocator::new(&Windows::MICROVM),
-        }
+        Self { access }
     }
 
     /// Every function on the bus.
@@ -102,8 +102,10 @@ impl Bus {
     }
 
     /// Sizes and assigns the BARs of `function` and enables it.
-    pub(crate) fn enable(&mut self, function: &Function) -> Result<Enabled, PciError> {
-        let e = pci::enable(&self.access, function.address, Some(&mut self.allocator))?;
+    pub(crate) fn enable(&self, function: &Function) -> Result<Enabled, PciError> {
+        let mut allocator = ALLOCATOR.lock();
+        let allocator = allocator.get_or_insert_with(|| BarAllocator::new(&Windows::MICROVM));
+        let e = pci::enable(&self.access, function.address, Some(allocator))?;
         log::info!("pci: {:?} BARs {:x?}", function.address, e.bars);
         Ok(e)
     }
@@ -153,6 +155,7 @@ fn ecam() -> Option<EcamConfig> {
 }
 
 /// The I/O APICs and overrides of the MADT (empty without ACPI tables).
+#[allow(dead_code, reason = "only the PCI network cards route interrupts")]
 pub(crate) fn madt_interrupts() -> acpi::MadtInterrupts {
     if !has_acpi() {
         return acpi::MadtInterrupts::default();

@@ -32,6 +32,8 @@ pub const APPS: &[&str] = &[
     "httpd",
     "httpd-rtl8139",
     "netio",
+    "rcce-pingpong",
+    "ircce-pi",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the

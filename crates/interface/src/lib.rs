@@ -227,6 +227,22 @@ impl IsleInfo {
             None
         }
     }
+
+    /// Where the kernel finds the shared region, after checking what the
+    /// launcher passed: nowhere (not an isle), a mapped slice (uhyve,
+    /// checked with [`isle::check_mapped`]) or on PCI (a zero length).
+    pub const fn location(&self) -> Result<isle::Location, isle::RegionFault> {
+        if self.index().is_none() {
+            return Ok(isle::Location::NotAnIsle);
+        }
+        if self.region.len == 0 {
+            return Ok(isle::Location::Pci);
+        }
+        match isle::check_mapped(self.region.addr, self.region.len) {
+            Ok(()) => Ok(isle::Location::Mapped(self.region)),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The multi-kernel model: several isles (one VM each, on their own host
@@ -296,6 +312,84 @@ pub mod isle {
             1 => Some(HOST_NODE),
             n if n >= 2 && ((n - 2) as u32) < MAX_ISLES => Some((n - 2) as u32),
             _ => None,
+        }
+    }
+
+    /// Where an isle's shared region is (see [`super::IsleInfo::location`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Location {
+        /// The VM is not an isle.
+        NotAnIsle,
+        /// Mapped by the hypervisor at this guest-physical slice.
+        Mapped(super::PhysSlice),
+        /// The `ivshmem` PCI device's BAR 2 (QEMU).
+        Pci,
+    }
+
+    /// Why a shared region cannot be used.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum RegionFault {
+        /// Shorter than [`REGION_MIN`] or longer than [`REGION_MAX`].
+        Size(u64),
+        /// Start or length not a multiple of 4 KiB.
+        Misaligned {
+            /// The start.
+            addr: u64,
+            /// The length.
+            len: u64,
+        },
+        /// Not inside `[REGION_GPA, REGION_GPA + REGION_MAX)`.
+        Outside {
+            /// The start.
+            addr: u64,
+            /// The length.
+            len: u64,
+        },
+    }
+
+    impl core::fmt::Display for RegionFault {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            match *self {
+                Self::Size(len) => write!(
+                    f,
+                    "shared region of {len:#x} bytes is not between {REGION_MIN:#x} and {REGION_MAX:#x}"
+                ),
+                Self::Misaligned { addr, len } => {
+                    write!(f, "shared region {addr:#x}+{len:#x} is not page aligned")
+                }
+                Self::Outside { addr, len } => write!(
+                    f,
+                    "shared region {addr:#x}+{len:#x} lies outside {REGION_GPA:#x}+{REGION_MAX:#x}"
+                ),
+            }
+        }
+    }
+
+    /// Checks the size of a region, wherever it is: between [`REGION_MIN`]
+    /// and [`REGION_MAX`] and a whole number of 4 KiB pages.
+    pub const fn check_size(len: u64) -> Result<(), RegionFault> {
+        if len < REGION_MIN || len > REGION_MAX {
+            return Err(RegionFault::Size(len));
+        }
+        if !len.is_multiple_of(4096) {
+            return Err(RegionFault::Misaligned { addr: 0, len });
+        }
+        Ok(())
+    }
+
+    /// Checks a region a hypervisor mapped: its size ([`check_size`]), a
+    /// page-aligned start, and the whole region inside
+    /// `[REGION_GPA, REGION_GPA + REGION_MAX)`.
+    pub const fn check_mapped(addr: u64, len: u64) -> Result<(), RegionFault> {
+        if let Err(e) = check_size(len) {
+            return Err(e);
+        }
+        if !addr.is_multiple_of(4096) {
+            return Err(RegionFault::Misaligned { addr, len });
+        }
+        match addr.checked_add(len) {
+            Some(end) if addr >= REGION_GPA && end <= REGION_GPA + REGION_MAX => Ok(()),
+            _ => Err(RegionFault::Outside { addr, len }),
         }
     }
 
@@ -483,8 +577,8 @@ pub mod qemu {
 pub mod bundle {
     /// `BundleHeader::magic`: "HRMTBNDL".
     pub const MAGIC: u64 = u64::from_le_bytes(*b"HRMTBNDL");
-    /// `BundleHeader::version`.
-    pub const VERSION: u32 = 1;
+    /// `BundleHeader::version` (2: `isle` appended).
+    pub const VERSION: u32 = 2;
 
     /// An `(offset, len)` pair inside the bundle.
     #[repr(C)]
@@ -520,6 +614,12 @@ pub mod bundle {
         pub env: Section,
         /// Number of environment entries.
         pub env_count: u64,
+        /// The isle number the loader puts into
+        /// [`IsleInfo::index`](crate::IsleInfo::index) (the region is then
+        /// found on PCI), or [`NOT_AN_ISLE`](crate::isle::NOT_AN_ISLE).
+        pub isle: u32,
+        /// Zero.
+        pub _reserved: u32,
     }
 }
 
@@ -604,5 +704,68 @@ mod tests {
         );
         assert_eq!(isle::node_of([192, 168, 29, 2]), None);
         assert_eq!(IsleInfo::NONE.index(), None);
+    }
+
+    #[test]
+    fn isle_region_checks() {
+        use isle::{Location, REGION_GPA, REGION_MAX, REGION_MIN, RegionFault};
+        let info = |addr, len, index| IsleInfo {
+            region: PhysSlice { addr, len },
+            index,
+            flags: 0,
+        };
+        assert_eq!(IsleInfo::NONE.location(), Ok(Location::NotAnIsle));
+        // A region without an isle number is ignored.
+        assert_eq!(
+            info(REGION_GPA, REGION_MIN, isle::MAX_ISLES).location(),
+            Ok(Location::NotAnIsle)
+        );
+        assert_eq!(info(0, 0, 1).location(), Ok(Location::Pci));
+        let ok = PhysSlice {
+            addr: REGION_GPA,
+            len: REGION_MIN,
+        };
+        assert_eq!(
+            info(ok.addr, ok.len, 0).location(),
+            Ok(Location::Mapped(ok))
+        );
+        assert_eq!(
+            info(REGION_GPA, REGION_MAX, 7).location(),
+            Ok(Location::Mapped(PhysSlice {
+                addr: REGION_GPA,
+                len: REGION_MAX
+            }))
+        );
+        let bad = |addr, len| info(addr, len, 0).location().unwrap_err();
+        assert_eq!(
+            bad(REGION_GPA, REGION_MIN - 4096),
+            RegionFault::Size(REGION_MIN - 4096)
+        );
+        assert_eq!(
+            bad(REGION_GPA, REGION_MAX + 4096),
+            RegionFault::Size(REGION_MAX + 4096)
+        );
+        assert!(matches!(
+            bad(REGION_GPA, REGION_MIN + 1),
+            RegionFault::Misaligned { .. }
+        ));
+        assert!(matches!(
+            bad(REGION_GPA + 8, REGION_MIN),
+            RegionFault::Misaligned { .. }
+        ));
+        assert!(matches!(
+            bad(REGION_GPA - 4096, REGION_MIN),
+            RegionFault::Outside { .. }
+        ));
+        assert!(matches!(
+            bad(REGION_GPA + 4096, REGION_MAX),
+            RegionFault::Outside { .. }
+        ));
+        assert!(matches!(
+            bad(u64::MAX - 4095, REGION_MIN),
+            RegionFault::Outside { .. }
+        ));
+        assert!(isle::check_size(REGION_MIN).is_ok());
+        assert!(std::format!("{}", RegionFault::Size(1)).contains("is not between"));
     }
 }

@@ -171,7 +171,7 @@ pub(super) fn ack() {
 }
 
 pub(super) fn open(apic_id: u8) -> Result<Nic, OpenError> {
-    let mut bus = crate::pci::Bus::probe();
+    let bus = crate::pci::Bus::probe();
     let function = bus
         .scan()
         .into_iter()

@@ -43,7 +43,7 @@ pub(super) fn open(apic_id: u8) -> Result<Nic, OpenError> {
 }
 
 fn open_pci(apic_id: u8) -> Result<Option<Nic>, OpenError> {
-    let mut bus = crate::pci::Bus::probe();
+    let bus = crate::pci::Bus::probe();
     let Some(function) = bus
         .scan()
         .into_iter()

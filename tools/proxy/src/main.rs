@@ -255,6 +255,7 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 qemu: None,
                 files: Some(file_service(config.mounts.clone()).map_err(|e| e.to_string())?),
                 net,
+                isle: None,
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
             (outcome.status, outcome.kernel_log, outcome.abnormal)

@@ -19,6 +19,8 @@ pub struct Contents<'a> {
     pub cpu_count: u32,
     /// Host time at bundle creation, ns since the Unix epoch.
     pub boot_time_ns: u64,
+    /// The isle number, or `NOT_AN_ISLE`.
+    pub isle: u32,
 }
 
 impl<'a> Contents<'a> {
@@ -68,6 +70,7 @@ pub fn parse(bundle: &[u8]) -> Result<Contents<'_>, &'static str> {
     let contents = Contents {
         cpu_count: u32_at(bundle, offset_of!(BundleHeader, cpu_count)),
         boot_time_ns: u64_at(bundle, offset_of!(BundleHeader, boot_time_ns)),
+        isle: u32_at(bundle, offset_of!(BundleHeader, isle)),
         image: section(offset_of!(BundleHeader, image))?,
         cmdline: section(offset_of!(BundleHeader, cmdline))?,
         args: section(offset_of!(BundleHeader, args))?,

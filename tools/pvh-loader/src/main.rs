@@ -279,7 +279,11 @@ fn prepare(start_info: u32) -> Result<Handoff, Failure> {
         image: &loaded,
         memory: &memory[..count],
         acpi_rsdp: params.rsdp,
-        isle: hermit_interface::IsleInfo::NONE,
+        // Under QEMU the kernel finds the region on PCI (length 0).
+        isle: hermit_interface::IsleInfo {
+            index: contents.isle,
+            ..hermit_interface::IsleInfo::NONE
+        },
     };
     let info = write_boot_info(
         dest,

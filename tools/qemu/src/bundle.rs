@@ -25,6 +25,8 @@ pub struct Contents<'a> {
     pub cpu_count: u32,
     /// Host time in ns since the Unix epoch.
     pub boot_time_ns: u64,
+    /// The isle number, or [`hermit_interface::isle::NOT_AN_ISLE`].
+    pub isle: u32,
 }
 
 /// Packs `strings` as NUL-terminated strings back to back.
@@ -75,6 +77,8 @@ pub fn header_bytes(header: &BundleHeader) -> [u8; HEADER_SIZE] {
             put(&n.to_le_bytes());
         }
     }
+    put(&header.isle.to_le_bytes());
+    put(&header._reserved.to_le_bytes());
     out
 }
 
@@ -99,6 +103,8 @@ pub fn parse_header(bytes: &[u8]) -> Option<BundleHeader> {
         args_count: u64_at(72),
         env: section(80),
         env_count: u64_at(96),
+        isle: u32_at(104),
+        _reserved: u32_at(108),
     };
     let inside = |s: Section| {
         s.offset
@@ -135,6 +141,8 @@ pub fn build(contents: &Contents<'_>) -> Result<Vec<u8>, NulInString> {
         args_count: contents.args.len() as u64,
         env: env_section,
         env_count: contents.env.len() as u64,
+        isle: contents.isle,
+        _reserved: 0,
     };
     out[..HEADER_SIZE].copy_from_slice(&header_bytes(&header));
     Ok(out)
@@ -150,7 +158,7 @@ mod tests {
 
     #[test]
     fn header_size_matches_layout() {
-        assert_eq!(HEADER_SIZE, 104);
+        assert_eq!(HEADER_SIZE, 112);
     }
 
     #[test]
@@ -165,12 +173,19 @@ mod tests {
             env: &env,
             cpu_count: 3,
             boot_time_ns: 1234,
+            isle: 5,
         })
         .unwrap();
         let h = parse_header(&bundle).expect("valid header");
         assert_eq!(
-            (h.cpu_count, h.boot_time_ns, h.args_count, h.env_count),
-            (3, 1234, 3, 2)
+            (
+                h.cpu_count,
+                h.boot_time_ns,
+                h.args_count,
+                h.env_count,
+                h.isle
+            ),
+            (3, 1234, 3, 2, 5)
         );
         let get = |s: Section| &bundle[s.offset as usize..(s.offset + s.len) as usize];
         assert_eq!(get(h.image), &image[..]);
@@ -197,6 +212,7 @@ mod tests {
             env: &[],
             cpu_count: 1,
             boot_time_ns: 0,
+            isle: hermit_interface::isle::NOT_AN_ISLE,
         })
         .unwrap();
         let h = parse_header(&bundle).unwrap();
@@ -216,6 +232,7 @@ mod tests {
             env: &[],
             cpu_count: 1,
             boot_time_ns: 0,
+            isle: hermit_interface::isle::NOT_AN_ISLE,
         };
         assert_eq!(build(&c).unwrap_err(), NulInString("a\0b".into()));
 
@@ -226,6 +243,7 @@ mod tests {
             env: &[],
             cpu_count: 1,
             boot_time_ns: 0,
+            isle: hermit_interface::isle::NOT_AN_ISLE,
         })
         .unwrap();
         assert!(

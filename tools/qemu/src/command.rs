@@ -52,6 +52,49 @@ pub struct Spec<'a> {
     pub files_fd: Option<i32>,
     /// A network card on user-mode networking.
     pub net: Option<&'a NetConfig>,
+    /// The shared region of a multi-kernel isle, as `ivshmem-plain`.
+    pub isle: Option<&'a IsleConfig>,
+}
+
+/// Membership in a group of isles (multi-kernel): the guest is isle
+/// `index` and gets the host file `region` (shared with the other isles
+/// and the host) as an `ivshmem-plain` PCI device, whose BAR 2 the kernel
+/// finds and assigns. Doorbells are not offered: isles poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsleConfig {
+    /// The isle number, `0..hermit_interface::isle::MAX_ISLES`.
+    pub index: u32,
+    /// The region file (e.g. under `/dev/shm`); it must exist and hold at
+    /// least `size` bytes.
+    pub region: PathBuf,
+    /// The region's size: a power of two between
+    /// `hermit_interface::isle::REGION_MIN` and [`IsleConfig::MAX_SIZE`].
+    pub size: u64,
+}
+
+impl IsleConfig {
+    /// Largest region under QEMU: BAR 2 must fit, naturally aligned, into
+    /// the 512 MiB PCI window below 4 GiB beside the other BARs.
+    pub const MAX_SIZE: u64 = 256 << 20;
+
+    /// Checks the index and size; the message says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        use hermit_interface::isle::{MAX_ISLES, REGION_MIN};
+        if self.index >= MAX_ISLES {
+            return Err(format!(
+                "isle number {} is not below {MAX_ISLES}",
+                self.index
+            ));
+        }
+        if !self.size.is_power_of_two() || self.size < REGION_MIN || self.size > Self::MAX_SIZE {
+            return Err(format!(
+                "isle region size {:#x} is not a power of two between {REGION_MIN:#x} and {:#x}",
+                self.size,
+                Self::MAX_SIZE
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The network card model the guest gets.
@@ -141,7 +184,8 @@ fn opt_value(s: &str) -> String {
 /// tables (on by default: MADT for the CPUs, hardware-reduced FADT and a
 /// DSDT with `\_S5` for power-off) are found through the PVH start info.
 ///
-/// A PCI network card turns on `pcie=on`: a GPEX host bridge with ECAM at
+/// A PCI network card or an isle region (`ivshmem-plain`) turns on
+/// `pcie=on`: a GPEX host bridge with ECAM at
 /// 0xe000_0000 (named by the MCFG table) and a 32-bit window at
 /// 0xc000_0000; nothing assigns BARs, the kernel does. Its INTx lines are
 /// GSI 16-19 and virtio-mmio slot *n* is GSI 24 + *n* (the second I/O
@@ -151,7 +195,7 @@ pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::with_capacity(40);
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let mem_mib = spec.mem_size.div_ceil(1 << 20).max(1);
-    let pci = spec.net.is_some_and(|n| n.model.needs_pci());
+    let pci = spec.net.is_some_and(|n| n.model.needs_pci()) || spec.isle.is_some();
     push(&[
         "-M",
         if pci {
@@ -227,6 +271,18 @@ pub fn qemu_args(spec: &Spec<'_>) -> Vec<OsString> {
             ]);
         }
     }
+    if let Some(isle) = spec.isle {
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-file,id=isle,mem-path={},size={},share=on",
+                opt_value(&isle.region.to_string_lossy()),
+                isle.size
+            ),
+            "-device",
+            "ivshmem-plain,memdev=isle",
+        ]);
+    }
     if spec.debug {
         push(&["-s", "-S"]);
     }
@@ -258,6 +314,7 @@ mod tests {
             serial: &serial,
             files_fd: None,
             net: None,
+            isle: None,
         };
         qemu_args(&spec)
             .into_iter()
@@ -346,6 +403,7 @@ mod tests {
             serial: &serial,
             files_fd: None,
             net: None,
+            isle: None,
         };
         let strings = |spec: &Spec<'_>| -> Vec<String> {
             qemu_args(spec)
@@ -358,6 +416,54 @@ mod tests {
         let args = strings(&spec);
         assert!(has_pair(&args, "-chardev", "socket,id=hostfs,fd=7"));
         assert!(has_pair(&args, "-device", "virtconsole,chardev=hostfs"));
+    }
+
+    #[test]
+    fn isle_region_is_ivshmem_on_pcie() {
+        let serial = ["a".into(), "b".into(), "c".into()];
+        let isle = IsleConfig {
+            index: 1,
+            region: PathBuf::from("/dev/shm/r,1"),
+            size: 16 << 20,
+        };
+        let spec = Spec {
+            loader: Path::new("/l"),
+            bundle: Path::new("/b"),
+            mem_size: 1 << 20,
+            cpus: 1,
+            accel: Accel::Tcg,
+            debug: false,
+            debug_exit: true,
+            serial: &serial,
+            files_fd: None,
+            net: None,
+            isle: Some(&isle),
+        };
+        let args: Vec<String> = qemu_args(&spec)
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect();
+        assert!(has_pair(&args, "-M", "microvm,isa-serial=off,pcie=on"));
+        assert!(has_pair(
+            &args,
+            "-object",
+            "memory-backend-file,id=isle,mem-path=/dev/shm/r,,1,size=16777216,share=on"
+        ));
+        assert!(has_pair(&args, "-device", "ivshmem-plain,memdev=isle"));
+        assert_eq!(isle.check(), Ok(()));
+        let bad = |index, size| {
+            IsleConfig {
+                index,
+                region: PathBuf::new(),
+                size,
+            }
+            .check()
+            .unwrap_err()
+        };
+        assert!(bad(8, 16 << 20).contains("isle number 8"));
+        assert!(bad(0, 24 << 20).contains("power of two"));
+        assert!(bad(0, 4 << 20).contains("power of two"));
+        assert!(bad(0, 512 << 20).contains("power of two"));
     }
 
     #[test]
@@ -375,6 +481,7 @@ mod tests {
                 serial: &serial,
                 files_fd: None,
                 net,
+                isle: None,
             };
             qemu_args(&spec)
                 .into_iter()

@@ -31,8 +31,8 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, SystemTime};
 
 pub use command::{
-    Accel, DNS_IP, GATEWAY_IP, GUEST_IP, GUEST_NET, NetConfig, NicModel, SerialPaths, Spec,
-    qemu_args,
+    Accel, DNS_IP, GATEWAY_IP, GUEST_IP, GUEST_NET, IsleConfig, NetConfig, NicModel, SerialPaths,
+    Spec, qemu_args,
 };
 
 /// The QEMU binary used when [`Config::qemu`] is `None`.
@@ -71,6 +71,9 @@ pub struct Config {
     /// A network card on QEMU's user-mode network; `None`: no network
     /// (and no PCI bus).
     pub net: Option<NetConfig>,
+    /// Run as an isle of a multi-kernel group, sharing a region file;
+    /// `None`: a standalone VM.
+    pub isle: Option<IsleConfig>,
 }
 
 /// Answers one file-system request: returns the result and leaves the
@@ -106,6 +109,7 @@ impl Config {
             qemu: None,
             files: None,
             net: None,
+            isle: None,
         }
     }
 }
@@ -155,6 +159,10 @@ pub enum Error {
     /// An argument, environment entry or the command line contains a NUL byte.
     #[error("{0:?} contains a NUL byte")]
     Nul(String),
+    /// The isle settings are unusable (bad number or size, region file
+    /// missing or too small).
+    #[error("{0}")]
+    BadIsle(String),
     /// QEMU exited before running the guest.
     #[error("QEMU failed to start: {0}")]
     QemuFailed(String),
@@ -256,6 +264,22 @@ fn check_image(bytes: &[u8]) -> Result<(), String> {
     hermit_loader::Image::parse(bytes)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// Checks an isle's settings and its region file.
+fn check_isle(isle: &IsleConfig) -> Result<(), Error> {
+    isle.check().map_err(Error::BadIsle)?;
+    let len = std::fs::metadata(&isle.region)
+        .map_err(|e| Error::BadIsle(format!("isle region file {}: {e}", isle.region.display())))?
+        .len();
+    if len < isle.size {
+        return Err(Error::BadIsle(format!(
+            "isle region file {} has {len} bytes, fewer than the region's {}",
+            isle.region.display(),
+            isle.size
+        )));
+    }
+    Ok(())
 }
 
 /// Locates the QEMU binary.
@@ -362,6 +386,9 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
     if config.cmdline.contains('\0') {
         return Err(Error::Nul(config.cmdline.clone()));
     }
+    if let Some(isle) = &config.isle {
+        check_isle(isle)?;
+    }
     let boot_time_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -372,6 +399,10 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         env: &config.env,
         cpu_count: config.cpus.max(1),
         boot_time_ns,
+        isle: config
+            .isle
+            .as_ref()
+            .map_or(hermit_interface::isle::NOT_AN_ISLE, |i| i.index),
     })
     .map_err(|e| Error::Nul(e.0))?;
     drop(image);
@@ -428,6 +459,7 @@ pub fn run_with(config: &Config, streams: Streams<'_>) -> Result<Outcome, Error>
         serial: &serial,
         files_fd: files.as_ref().map(|(fd, _, _)| fd.as_raw_fd()),
         net: config.net.as_ref(),
+        isle: config.isle.as_ref(),
     });
     log::debug!(
         "{} {}",
