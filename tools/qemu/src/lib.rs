@@ -13,8 +13,12 @@
 //! whose other end is a socket this library serves: the file-system stream
 //! ([`stream`]) for host directories and stdin. With [`Config::net`] it gets
 //! a network card on QEMU's user-mode network ([`NetConfig`]; PCI cards
-//! switch the machine to `microvm,pcie=on`). Missing: tap networking, other
-//! machine types.
+//! switch the machine to `microvm,pcie=on`). With [`Config::isle`] it is
+//! one isle of a multi-kernel group ([`IsleConfig`]): a region file shared
+//! with the other isles comes in as `ivshmem-plain` (also on
+//! `microvm,pcie=on`) and the isle number through the bundle; QEMU offers
+//! no doorbells here, so isles poll. Missing: tap networking, other
+//! machine types, `ivshmem-doorbell`.
 
 pub mod bundle;
 mod command;
