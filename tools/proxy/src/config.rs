@@ -95,9 +95,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         source: MountError,
     },
-    /// A feature that later work brings.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
@@ -139,7 +136,12 @@ fn parse_cpus(value: &str) -> Result<(u32, Option<Vec<usize>>), ConfigError> {
             _ => Err(invalid("HERMIT_CPUS", value, EXPECTED)),
         };
     }
-    match uhyve::cpus::parse_core_list(v) {
+    parse_core_list(value)
+}
+
+/// Parses `HERMIT_CPUS` as a host core list only.
+fn parse_core_list(value: &str) -> Result<(u32, Option<Vec<usize>>), ConfigError> {
+    match uhyve::cpus::parse_core_list(value.trim()) {
         Ok(cores) => Ok((cores.len() as u32, Some(cores))),
         Err(e) => Err(ConfigError::BadCoreList {
             value: value.to_owned(),
@@ -189,9 +191,10 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses `HERMIT_ISLE`: the hypervisor and, for an isle, its number.
+/// Parses `HERMIT_ISLE`: the hypervisor and, for an isle, its number
+/// (`N` and `uhyve:N` on uhyve, `qemu:N` on QEMU).
 fn parse_isle(value: Option<&str>) -> Result<(Isle, Option<u32>), ConfigError> {
-    const EXPECTED: &str = "uhyve, qemu, an isle number from 0 to 7, or uhyve:N";
+    const EXPECTED: &str = "uhyve, qemu, an isle number from 0 to 7, uhyve:N or qemu:N";
     let number = |text: &str, whole: &str| match text.parse::<u32>() {
         Ok(n) if n < hermit_isles::MAX_ISLES => Ok(n),
         _ => Err(invalid("HERMIT_ISLE", whole, EXPECTED)),
@@ -199,14 +202,13 @@ fn parse_isle(value: Option<&str>) -> Result<(Isle, Option<u32>), ConfigError> {
     match value.map(str::trim) {
         None | Some("") | Some("uhyve") => Ok((Isle::Uhyve, None)),
         Some("qemu") => Ok((Isle::Qemu, None)),
-        Some(v) if v.starts_with("qemu:") => Err(ConfigError::Unsupported(format!(
-            "HERMIT_ISLE={v}: QEMU isles: not wired yet (use HERMIT_ISLE={} for a uhyve isle)",
-            &v["qemu:".len()..]
-        ))),
-        Some(v) => {
-            let n = v.strip_prefix("uhyve:").unwrap_or(v);
-            Ok((Isle::Uhyve, Some(number(n, v)?)))
-        }
+        Some(v) => match v.strip_prefix("qemu:") {
+            Some(n) => Ok((Isle::Qemu, Some(number(n, v)?))),
+            None => {
+                let n = v.strip_prefix("uhyve:").unwrap_or(v);
+                Ok((Isle::Uhyve, Some(number(n, v)?)))
+            }
+        },
     }
 }
 
@@ -241,6 +243,9 @@ impl Config {
         };
         let (cpus, pin) = match get("HERMIT_CPUS") {
             None => (1, None),
+            // An isle's HERMIT_CPUS names its cores, as in the original
+            // HermitCore (`HERMIT_ISLE=1 HERMIT_CPUS=3` is core 3).
+            Some(v) if isle_member.is_some() => parse_core_list(&v)?,
             Some(v) => parse_cpus(&v)?,
         };
         let mem = match get("HERMIT_MEM") {
@@ -432,10 +437,17 @@ mod tests {
         let c = cfg(&[("HERMIT_ISLE_SHM", "junk")]).unwrap();
         assert_eq!(c.isle_member, None);
 
-        let e = cfg(&[("HERMIT_ISLE", "qemu:1")]).unwrap_err();
-        assert!(matches!(e, ConfigError::Unsupported(_)));
-        assert!(e.to_string().contains("QEMU isles: not wired yet"), "{e}");
-        for bad in ["8", "uhyve:8", "uhyve:", "-1", "1x", "uhyve:x", "xen"] {
+        let c = cfg(&[("HERMIT_ISLE", "qemu:1")]).unwrap();
+        assert_eq!(c.isle, Isle::Qemu);
+        assert_eq!(c.isle_member.map(|m| m.index), Some(1));
+        // An isle's HERMIT_CPUS is a core list, even a single core.
+        let c = cfg(&[("HERMIT_ISLE", "1"), ("HERMIT_CPUS", "3")]).unwrap();
+        assert_eq!((c.cpus, c.pin), (1, Some(vec![3])));
+        let c = cfg(&[("HERMIT_CPUS", "3")]).unwrap();
+        assert_eq!((c.cpus, c.pin), (3, None));
+        for bad in [
+            "8", "uhyve:8", "uhyve:", "qemu:8", "-1", "1x", "uhyve:x", "xen",
+        ] {
             let e = cfg(&[("HERMIT_ISLE", bad)]).unwrap_err().to_string();
             assert!(e.starts_with("HERMIT_ISLE="), "{bad}: {e}");
             assert!(e.contains("an isle number from 0 to 7"), "{bad}: {e}");

@@ -237,6 +237,22 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
         }
         Isle::Qemu => {
             let loader = hermit_qemu::find_loader(None).map_err(|e| e.to_string())?;
+            // A QEMU isle joins the isle directory like a uhyve isle (its
+            // number, the session's region, its log file) and gets the
+            // region as ivshmem; it has no doorbells, its waiters poll.
+            let member = match &config.isle_member {
+                None => None,
+                Some(m) => Some(
+                    hermit_isles::IsleDir::new(&m.dir)
+                        .join(m.index, m.size)
+                        .map_err(|e| e.to_string())?,
+                ),
+            };
+            let isle = member.as_ref().map(|m| hermit_qemu::IsleConfig {
+                index: m.index(),
+                region: m.dir().region_path(),
+                size: m.region_len(),
+            });
             let net = network(&image, &config)?;
             if net.is_some() {
                 add_user_net_dns(&mut env);
@@ -255,9 +271,13 @@ fn run(image: PathBuf, rest: Vec<std::ffi::OsString>) -> Result<i32, String> {
                 qemu: None,
                 files: Some(file_service(config.mounts.clone()).map_err(|e| e.to_string())?),
                 net,
-                isle: None,
+                isle,
             };
             let outcome = hermit_qemu::run(&vm).map_err(|e| e.to_string())?;
+            if let Some(m) = &member {
+                let mut log = m.log_file();
+                let _ = log.write_all(&outcome.kernel_log);
+            }
             (outcome.status, outcome.kernel_log, outcome.abnormal)
         }
     };
