@@ -132,16 +132,26 @@ fn linux_column(exe: &Path, args: &[String]) -> Result<Figures, String> {
     run_pair(ue(0), ue(1))
 }
 
-fn isle_column(proxy: &Path, image: &Path, args: &[String]) -> Result<Figures, String> {
-    uhyve::kvm_available()?;
-    let dir = Scratch::new("isles");
+/// Two isles of `image` as `HERMIT_ISLE=<prefix><rank>` (uhyve: "", QEMU
+/// TCG: "qemu:").
+fn isle_column(
+    proxy: &Path,
+    image: &Path,
+    prefix: &str,
+    args: &[String],
+) -> Result<Figures, String> {
+    if prefix.is_empty() {
+        uhyve::kvm_available()?;
+    }
+    let dir = Scratch::new(&format!("isles{}", prefix.trim_end_matches(':')));
     let ue = |rank: usize| {
         let mut c = Command::new(proxy);
         c.arg(image)
             .args(args)
-            .env("HERMIT_ISLE", rank.to_string())
+            .env("HERMIT_ISLE", format!("{prefix}{rank}"))
             .env("HERMIT_CPUS", rank.to_string())
             .env("HERMIT_ISLE_DIR", &dir.0)
+            .env("HERMIT_KVM", "0")
             .env("HERMIT_MEM", "512M");
         c
     };
@@ -164,16 +174,17 @@ fn parse(args: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-/// The table: one row per message size.
-fn render(linux: &Result<Figures, String>, isles: &Result<Figures, String>) -> String {
+/// The table: one row per message size, one-way time and bandwidth of
+/// every column, and the Linux process's memcpy.
+fn render(columns: &[(&str, Result<Figures, String>)]) -> String {
     let get = |col: &Result<Figures, String>, name: String, unit: &str| {
         col.as_ref()
             .ok()
             .and_then(|f| f.get(&(name, unit.to_string())).copied())
     };
-    let mut sizes: Vec<u64> = [linux, isles]
+    let mut sizes: Vec<u64> = columns
         .iter()
-        .filter_map(|c| c.as_ref().ok())
+        .filter_map(|(_, c)| c.as_ref().ok())
         .flat_map(|f| f.keys())
         .filter_map(|(name, _)| {
             name.strip_prefix("pingpong-bw-")?
@@ -186,25 +197,40 @@ fn render(linux: &Result<Figures, String>, isles: &Result<Figures, String>) -> S
     sizes.dedup();
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:>10} | {:>14} {:>14} | {:>12} {:>12} | {:>12}",
-        "bytes", "Linux us 1-way", "isles us 1-way", "Linux MB/s", "isles MB/s", "memcpy MB/s"
-    );
-    out.push_str(&"-".repeat(96));
+    let mut head = format!("{:>10} |", "bytes");
+    for (name, _) in columns {
+        let _ = write!(head, " {:>22}", format!("{name} us"));
+    }
+    head.push_str(" |");
+    for (name, _) in columns {
+        let _ = write!(head, " {:>22}", format!("{name} MB/s"));
+    }
+    let _ = write!(head, " | {:>12}", "memcpy MB/s");
+    out.push_str(&head);
+    out.push('\n');
+    out.push_str(&"-".repeat(head.len()));
     out.push('\n');
     for s in sizes {
-        let _ = writeln!(
-            out,
-            "{s:>10} | {:>14} {:>14} | {:>12} {:>12} | {:>12}",
-            cell(get(linux, format!("pingpong-{s}B"), "us")),
-            cell(get(isles, format!("pingpong-{s}B"), "us")),
-            cell(get(linux, format!("pingpong-bw-{s}B"), "MB/s")),
-            cell(get(isles, format!("pingpong-bw-{s}B"), "MB/s")),
-            cell(get(linux, format!("memcpy-{s}B"), "MB/s")),
-        );
+        let mut row = format!("{s:>10} |");
+        for (_, c) in columns {
+            let _ = write!(row, " {:>22}", cell(get(c, format!("pingpong-{s}B"), "us")));
+        }
+        row.push_str(" |");
+        for (_, c) in columns {
+            let _ = write!(
+                row,
+                " {:>22}",
+                cell(get(c, format!("pingpong-bw-{s}B"), "MB/s"))
+            );
+        }
+        let memcpy = columns
+            .first()
+            .and_then(|(_, c)| get(c, format!("memcpy-{s}B"), "MB/s"));
+        let _ = write!(row, " | {:>12}", cell(memcpy));
+        out.push_str(&row);
+        out.push('\n');
     }
-    for (name, col) in [("Linux processes", linux), ("uhyve isles", isles)] {
+    for (name, col) in columns {
         if let Err(e) = col {
             let _ = writeln!(out, "{name}: not measured: {e}");
         }
@@ -222,17 +248,24 @@ pub fn main(args: &[String]) -> Result<(), String> {
     for p in [&proxy, &image] {
         if !p.exists() {
             return Err(format!(
-                "{} is missing; build with `cargo build --release -p uhyve -p proxy -p hermit-bench && cargo build --release -p rcce-pingpong`",
+                "{} is missing; build with `cargo build --release -p uhyve -p proxy -p pvh-loader -p hermit-bench && cargo build --release -p rcce-pingpong`",
                 p.display()
             ));
         }
     }
     println!(
-        "iRCCE ping-pong: two Linux processes (cores 0, 1) vs two uhyve isles (cores 0, 1); medians of batches"
+        "iRCCE ping-pong, one-way: two Linux processes, two uhyve isles, two QEMU TCG isles \
+         (cores 0 and 1 each); medians of batches"
     );
-    let linux = linux_column(&exe, &args);
-    let isles = isle_column(&proxy, &image, &args);
-    print!("{}", render(&linux, &isles));
+    let columns = [
+        ("Linux", linux_column(&exe, &args)),
+        ("uhyve isles", isle_column(&proxy, &image, "", &args)),
+        (
+            "QEMU TCG isles",
+            isle_column(&proxy, &image, "qemu:", &args),
+        ),
+    ];
+    print!("{}", render(&columns));
     Ok(())
 }
 
@@ -262,7 +295,7 @@ mod tests {
         ] {
             f.insert((name.into(), unit.into()), v);
         }
-        let t = render(&Ok(f), &Err("no /dev/kvm".into()));
+        let t = render(&[("Linux", Ok(f)), ("uhyve isles", Err("no /dev/kvm".into()))]);
         let rows: Vec<&str> = t.lines().collect();
         assert!(rows[2].trim_start().starts_with("1 |"), "{t}");
         assert!(rows[3].trim_start().starts_with("65536 |"), "{t}");
