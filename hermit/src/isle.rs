@@ -191,7 +191,7 @@ fn ivshmem_bar() -> Result<(u64, u64), IsleError> {
 
 /// The mmnif part of the shared region (`[MMNIF_OFFSET, MMNIF_OFFSET +
 /// MMNIF_SIZE)`), for the kernel's mmnif NIC.
-#[allow(dead_code, reason = "used by the mmnif NIC")]
+#[allow(dead_code, reason = "used by the mmnif NIC only")]
 pub(crate) fn mmnif_region() -> Result<IsleRegion, IsleError> {
     SubRegion::new(region()?, MMNIF_OFFSET as usize, MMNIF_SIZE as usize).map_err(IsleError::Window)
 }
@@ -285,6 +285,17 @@ fn wake_waiters() {
     crate::sync::futex::wake(&RINGS, u32::MAX);
 }
 
+/// A second thing the doorbell interrupt calls: the mmnif NIC's (its
+/// network stack wakes on frames).
+static HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Registers `hook`, called from the doorbell interrupt (interrupts off)
+/// after the iRCCE waiters are woken; the first registration stays.
+#[allow(dead_code, reason = "used by the mmnif NIC")]
+pub(crate) fn set_doorbell_hook(hook: fn()) {
+    HOOK.call_once(|| hook);
+}
+
 /// Installed at boot when doorbells are on, so that a ring that comes
 /// before anyone waits is counted rather than an unexpected vector.
 extern "x86-interrupt" fn doorbell_interrupt(_frame: x86_64::structures::idt::InterruptStackFrame) {
@@ -295,5 +306,8 @@ extern "x86-interrupt" fn doorbell_interrupt(_frame: x86_64::structures::idt::In
     unsafe { arch_x86_64::apic::LocalApic::new() }.eoi();
     if let Some(wake) = WAKER.get() {
         wake();
+    }
+    if let Some(hook) = HOOK.get() {
+        hook();
     }
 }

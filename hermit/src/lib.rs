@@ -59,15 +59,17 @@ mod logger;
 mod mem;
 #[cfg(any(feature = "tcp", feature = "udp"))]
 pub mod net;
-#[cfg(any(feature = "virtio-net", feature = "rtl8139"))]
+#[cfg(any(feature = "virtio-net", feature = "rtl8139", feature = "mmnif"))]
 pub mod nic;
 mod pci;
 
 #[cfg(all(
     any(feature = "tcp", feature = "udp"),
-    not(any(feature = "virtio-net", feature = "rtl8139"))
+    not(any(feature = "virtio-net", feature = "rtl8139", feature = "mmnif"))
 ))]
-compile_error!("hermit: features `tcp`/`udp` need a network card: add `virtio-net` or `rtl8139`");
+compile_error!(
+    "hermit: features `tcp`/`udp` need a network card: add `virtio-net`, `rtl8139` or `mmnif`"
+);
 #[cfg(all(
     any(feature = "dns", feature = "dhcpv4"),
     not(any(feature = "tcp", feature = "udp"))

@@ -4,8 +4,9 @@
 //! The stack starts at the first call of [`stack`] (or of one of the
 //! helpers below): it reads its address from `HERMIT_IP`, `HERMIT_GATEWAY`,
 //! `HERMIT_MASK` and `HERMIT_DNS` (defaults 10.0.5.2, 10.0.5.1,
-//! 255.255.255.0, no DNS; `HERMIT_IP=dhcp` asks DHCPv4 with the `dhcpv4`
-//! feature), opens the card, registers the card's interrupt, and starts one
+//! 255.255.255.0, no DNS; on `mmnif` the isle's address, see
+//! [`crate::nic::default_network`]; `HERMIT_IP=dhcp` asks DHCPv4 with the
+//! `dhcpv4` feature), opens the card, registers the card's interrupt, and starts one
 //! kernel thread that runs smoltcp's timers. Blocked socket calls sleep on a
 //! futex that the card's interrupt and every socket state change wake: an
 //! idle network costs no CPU.
@@ -87,7 +88,14 @@ pub fn stack() -> Result<&'static Stack, Errno> {
 }
 
 fn start() -> Result<Stack, Errno> {
-    let config = Config::from_env(|name| crate::env::var(name).map(Into::into)).map_err(|e| {
+    let mut base = Config::default();
+    if let Some(net) = crate::nic::default_network() {
+        base.address = net.address;
+        base.prefix_len = net.prefix_len;
+        base.gateway = Some(net.gateway);
+    }
+    let get = |name: &str| crate::env::var(name).map(Into::into);
+    let config = Config::from_env_over(base, get).map_err(|e| {
         crate::eprintln!("hermit: network: {e}");
         Errno::EINVAL
     })?;

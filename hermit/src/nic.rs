@@ -2,10 +2,12 @@
 //!
 //! The image picks one card model with a kernel feature: `virtio-net`
 //! (virtio-pci with MSI-X, as uhyve and QEMU's `virtio-net-pci` offer, or
-//! virtio-mmio on QEMU's plain `microvm`) or `rtl8139` (PCI, legacy INTx
-//! through the I/O APIC). With either feature the image carries an ELF
-//! note (`.note.hermit`, name "HERMIT", type [`NOTE_TYPE_NIC`]) naming the
-//! model, so launchers know which device to attach.
+//! virtio-mmio on QEMU's plain `microvm`), `rtl8139` (PCI, legacy INTx
+//! through the I/O APIC) or `mmnif` (the isles' shared-memory network,
+//! woken by the isle doorbell). With `virtio-net` or `rtl8139` the image
+//! carries an ELF note (`.note.hermit`, name "HERMIT", type
+//! [`NOTE_TYPE_NIC`]) naming the model, so launchers know which device to
+//! attach; an `mmnif` image has no such note, as it needs no device.
 //!
 //! Receiving is interrupt-driven: the interrupt handler acknowledges the
 //! card, signals end-of-interrupt and calls the hook the network stack
@@ -22,11 +24,19 @@ use hermit_interface::errno::Errno;
 
 #[cfg(all(feature = "rtl8139", feature = "virtio-net"))]
 compile_error!("features `rtl8139` and `virtio-net` exclude each other: pick one network card");
+#[cfg(all(feature = "mmnif", any(feature = "rtl8139", feature = "virtio-net")))]
+compile_error!("feature `mmnif` excludes `rtl8139` and `virtio-net`: pick one network card");
 
-#[cfg(feature = "rtl8139")]
+#[cfg(feature = "mmnif")]
+#[path = "nic/mmnif.rs"]
+mod model;
+#[cfg(all(feature = "rtl8139", not(feature = "mmnif")))]
 #[path = "nic/rtl8139.rs"]
 mod model;
-#[cfg(all(feature = "virtio-net", not(feature = "rtl8139")))]
+#[cfg(all(
+    feature = "virtio-net",
+    not(any(feature = "rtl8139", feature = "mmnif"))
+))]
 #[path = "nic/virtio.rs"]
 mod model;
 
@@ -94,7 +104,7 @@ impl core::fmt::Debug for Device {
 }
 
 impl Device {
-    /// The card's model: "virtio-net" or "rtl8139".
+    /// The card's model: "virtio-net", "rtl8139" or "mmnif".
     pub fn model(&self) -> &'static str {
         model::NAME
     }
@@ -143,6 +153,23 @@ pub fn open() -> Result<Device, OpenError> {
     Ok(dev)
 }
 
+/// Address defaults a card model brings (mmnif: the isle's address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetDefaults {
+    /// The interface's address.
+    pub address: core::net::Ipv4Addr,
+    /// The network prefix length.
+    pub prefix_len: u8,
+    /// The default route.
+    pub gateway: core::net::Ipv4Addr,
+}
+
+/// The address, prefix and gateway the network stack uses unless
+/// `HERMIT_IP` & co. say otherwise; `None`: the stack's own defaults.
+pub fn default_network() -> Option<NetDefaults> {
+    model::default_network()
+}
+
 /// The hook the network stack registered (a `fn()` as usize; 0: none).
 static HOOK: AtomicUsize = AtomicUsize::new(0);
 
@@ -174,6 +201,12 @@ extern "x86-interrupt" fn nic_interrupt(_frame: x86_64::structures::idt::Interru
     // it fires again at once.
     model::ack();
     local_apic().eoi();
+    call_hook();
+}
+
+/// Calls the stack's hook, if it registered one (interrupt context or a
+/// kernel thread).
+fn call_hook() {
     let hook = HOOK.load(Ordering::Acquire);
     if hook != 0 {
         // SAFETY: only `set_irq_hook` stores non-zero values, and it

@@ -34,6 +34,7 @@ pub const APPS: &[&str] = &[
     "netio",
     "rcce-pingpong",
     "ircce-pi",
+    "mmnif-echo",
 ];
 
 /// Apps that turn on kernel features (e.g. `smp`). Cargo unifies the
@@ -55,6 +56,7 @@ pub const FEATURE_APPS: &[&str] = &[
     "httpd",
     "httpd-rtl8139",
     "netio",
+    "mmnif-echo",
 ];
 
 /// The workspace root.
@@ -80,6 +82,8 @@ pub struct Built {
     pub proxy: PathBuf,
     /// `target/release/uhyve`.
     pub uhyve: PathBuf,
+    /// `target/release/isles`.
+    pub isles: PathBuf,
     /// `target/x86_64-unknown-none/release`, where the apps and the loader are.
     pub guest_dir: PathBuf,
 }
@@ -102,8 +106,16 @@ pub fn built() -> &'static Built {
         // builds, and host crates turn on `std` features of dependencies
         // the kernel shares (thiserror, through vm-memory).
         let mut host = Command::new(&cargo);
-        host.current_dir(workspace())
-            .args(["build", "--release", "-p", "proxy", "-p", "uhyve"]);
+        host.current_dir(workspace()).args([
+            "build",
+            "--release",
+            "-p",
+            "proxy",
+            "-p",
+            "uhyve",
+            "-p",
+            "hermit-isles",
+        ]);
         let mut guest = Command::new(&cargo);
         guest
             .current_dir(workspace())
@@ -125,6 +137,7 @@ pub fn built() -> &'static Built {
         Built {
             proxy: target.join("release/proxy"),
             uhyve: target.join("release/uhyve"),
+            isles: target.join("release/isles"),
             guest_dir: target.join("x86_64-unknown-none/release"),
         }
     })

@@ -119,8 +119,17 @@ impl Config {
     /// empty variables keep the defaults: 10.0.5.2/24, gateway 10.0.5.1, no
     /// DNS server.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_env_over(Self::default(), get)
+    }
+
+    /// Like [`Config::from_env`], but variables that are missing or empty
+    /// keep `base`'s values (e.g. a card's own address defaults).
+    pub fn from_env_over(
+        base: Self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mut config = Self::default();
+        let mut config = base;
         if let Some(ip) = get("HERMIT_IP") {
             if ip.trim().eq_ignore_ascii_case("dhcp") {
                 if !cfg!(feature = "dhcpv4") {
@@ -161,6 +170,21 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn variables_override_a_base() {
+        let base = Config {
+            address: Ipv4Addr::new(192, 168, 28, 3),
+            gateway: Some(Ipv4Addr::new(192, 168, 28, 1)),
+            prefix_len: 24,
+            ..Config::default()
+        };
+        let c = Config::from_env_over(base.clone(), env(&[])).unwrap();
+        assert_eq!(c, base);
+        let c = Config::from_env_over(base, env(&[("HERMIT_IP", "10.1.1.9")])).unwrap();
+        assert_eq!(c.address, Ipv4Addr::new(10, 1, 1, 9));
+        assert_eq!(c.gateway, Some(Ipv4Addr::new(192, 168, 28, 1)));
     }
 
     #[test]

@@ -213,3 +213,8 @@ pub(super) fn open(apic_id: u8) -> Result<Nic, OpenError> {
     );
     Ok(nic)
 }
+
+/// No address defaults of its own: the stack's apply.
+pub(super) fn default_network() -> Option<super::NetDefaults> {
+    None
+}

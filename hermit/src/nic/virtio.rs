@@ -103,3 +103,8 @@ fn open_mmio(apic_id: u8) -> Result<Nic, OpenError> {
     }
     Err(OpenError::NotFound)
 }
+
+/// No address defaults of its own: the stack's apply.
+pub(super) fn default_network() -> Option<super::NetDefaults> {
+    None
+}

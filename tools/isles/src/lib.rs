@@ -15,10 +15,13 @@
 //!                   life; holds its pid
 //! isle<N>/doorbell  unix datagram socket bound by that process
 //! isle<N>/log       isle N's kernel log, written while it runs
+//! host/lock         flock held by the Linux end of mmnif (`isles mmnif`,
+//!                   [`IsleDir::join_host`]); it counts as a running member
+//! host/doorbell     its doorbell socket ([`HOST_NODE`])
 //! ```
 //!
-//! **Sessions.** When an isle joins while no other isle runs (no
-//! `isle<N>/lock` is held by anybody), the region is created afresh, zeroed,
+//! **Sessions.** When an isle joins while no other member runs (no
+//! `isle<N>/lock` nor `host/lock` is held by anybody), the region is created afresh, zeroed,
 //! with the requested size: a new session. Otherwise the running isles'
 //! region is used as it is, and asking for another size is an error. The
 //! kernel drops a dead process's flock, so a crashed isle frees its number
@@ -31,8 +34,8 @@
 //!
 //! What this crate is not: it does not run VMs (uhyve joins an isle with
 //! [`IsleDir::join`] and maps [`Isle::region_file`] into its guest) and does
-//! not know the protocols inside the region. Missing: a host-side waiter for
-//! [`HOST_NODE`]'s doorbell (the Linux end of mmnif brings it), QEMU isles.
+//! not know the protocols inside the region, except for [`bridge`], the
+//! Linux end of mmnif (a tap device bridged to the rings).
 
 use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Read as _};
@@ -45,6 +48,8 @@ use std::time::Duration;
 
 pub use hermit_interface::isle::{HOST_NODE, MAX_ISLES, REGION_DEFAULT, REGION_MAX, REGION_MIN};
 use hermit_ircce::MappedRegion;
+
+pub mod bridge;
 
 /// The variable naming the isle directory.
 pub const DIR_VAR: &str = "HERMIT_ISLE_DIR";
@@ -64,6 +69,12 @@ pub enum Error {
         max = human(REGION_MAX)
     )]
     BadSize(u64),
+    /// Another process runs the host's member (the mmnif bridge).
+    #[error("the host's mmnif end is already running ({})", pid_text(*pid))]
+    HostBusy {
+        /// The process holding it, if its pid could be read.
+        pid: Option<u32>,
+    },
     /// Another process runs this isle.
     #[error("isle {index} is already running ({})", pid_text(*pid))]
     Busy {
@@ -125,7 +136,13 @@ fn pid_text(pid: Option<u32>) -> String {
 fn list(items: &[u32]) -> String {
     items
         .iter()
-        .map(u32::to_string)
+        .map(|&i| {
+            if i == HOST_NODE {
+                "host (mmnif)".to_owned()
+            } else {
+                i.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -233,6 +250,15 @@ impl IsleDir {
         self.path.join(format!("isle{index}"))
     }
 
+    /// The subdirectory of `node`: an isle's, or `host` for [`HOST_NODE`].
+    fn member_path(&self, node: u32) -> PathBuf {
+        if node == HOST_NODE {
+            self.path.join("host")
+        } else {
+            self.isle_path(node)
+        }
+    }
+
     /// Isle `index`'s kernel log.
     pub fn log_path(&self, index: u32) -> PathBuf {
         self.isle_path(index).join("log")
@@ -252,8 +278,8 @@ impl IsleDir {
         self.path.join("lock")
     }
 
-    fn isle_lock_path(&self, index: u32) -> PathBuf {
-        self.isle_path(index).join("lock")
+    fn member_lock_path(&self, node: u32) -> PathBuf {
+        self.member_path(node).join("lock")
     }
 
     /// Takes the directory's global lock, exclusively, creating the
@@ -304,7 +330,7 @@ impl IsleDir {
     /// the probe (which briefly takes the isle's lock shared) cannot make a
     /// join fail.
     fn probe(&self, index: u32) -> Result<IsleState, Error> {
-        let path = self.isle_lock_path(index);
+        let path = self.member_lock_path(index);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(IsleState::Stopped),
@@ -319,9 +345,12 @@ impl IsleDir {
         }
     }
 
+    /// The running members (isles, then [`HOST_NODE`]) other than
+    /// `except`.
     fn running(&self, except: Option<u32>) -> Result<Vec<u32>, Error> {
         let mut running = Vec::new();
-        for i in (0..MAX_ISLES).filter(|&i| Some(i) != except) {
+        let members = (0..MAX_ISLES).chain([HOST_NODE]);
+        for i in members.filter(|&i| Some(i) != except) {
             if matches!(self.probe(i)?, IsleState::Running { .. }) {
                 running.push(i);
             }
@@ -336,17 +365,38 @@ impl IsleDir {
     /// truncates its log. The isle is left when the result is dropped.
     pub fn join(&self, index: u32, size: Option<u64>) -> Result<Isle, Error> {
         check_index(index)?;
+        self.join_member(index, size)
+    }
+
+    /// Makes this process the host's member, node [`HOST_NODE`] (the Linux
+    /// end of mmnif), exactly as [`IsleDir::join`] does for an isle: it
+    /// starts a session if nobody runs, and while it is held no isle that
+    /// joins starts a new one. The returned [`Isle`]'s index is
+    /// [`HOST_NODE`]; its log file is `host/log`.
+    pub fn join_host(&self, size: Option<u64>) -> Result<Isle, Error> {
+        self.join_member(HOST_NODE, size)
+    }
+
+    /// Whether the host's member runs.
+    pub fn host_state(&self) -> Result<IsleState, Error> {
+        let Some(_global) = self.lock_shared()? else {
+            return Ok(IsleState::Stopped);
+        };
+        self.probe(HOST_NODE)
+    }
+
+    fn join_member(&self, index: u32, size: Option<u64>) -> Result<Isle, Error> {
         if let Some(size) = size {
             check_region_size(size)?;
         }
         let global = self.lock_exclusive()?;
-        let dir = self.isle_path(index);
+        let dir = self.member_path(index);
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .map_err(io_err("create", &dir))?;
-        let lock_path = self.isle_lock_path(index);
+        let lock_path = self.member_lock_path(index);
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -358,9 +408,11 @@ impl IsleDir {
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    index,
-                    pid: read_pid(&lock),
+                let pid = read_pid(&lock);
+                return Err(if index == HOST_NODE {
+                    Error::HostBusy { pid }
+                } else {
+                    Error::Busy { index, pid }
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
@@ -381,7 +433,7 @@ impl IsleDir {
             Err(e) => return Err(io_err("remove the stale socket", &bell)(e)),
         }
         let socket = UnixDatagram::bind(&bell).map_err(io_err("bind", &bell))?;
-        let log_path = self.log_path(index);
+        let log_path = dir.join("log");
         let log = OpenOptions::new()
             .write(true)
             .create(true)
@@ -574,7 +626,7 @@ pub struct Isle {
 }
 
 impl Isle {
-    /// The isle number.
+    /// The isle number ([`HOST_NODE`] for the host's member).
     pub fn index(&self) -> u32 {
         self.index
     }
@@ -608,10 +660,10 @@ impl Isle {
 
     /// A receiver of this isle's doorbell, for one waiting thread.
     pub fn doorbell(&self) -> Result<Doorbell, Error> {
-        let socket = self
-            .socket
-            .try_clone()
-            .map_err(io_err("use the doorbell", &self.dir.isle_path(self.index)))?;
+        let socket = self.socket.try_clone().map_err(io_err(
+            "use the doorbell",
+            &self.dir.member_path(self.index),
+        ))?;
         Ok(Doorbell { socket })
     }
 
@@ -640,7 +692,37 @@ pub struct Doorbell {
     socket: UnixDatagram,
 }
 
+impl std::os::fd::AsFd for Doorbell {
+    /// Readable when a ring is queued (for `poll(2)` beside other files).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
 impl Doorbell {
+    /// Consumes every queued ring without waiting; returns how many.
+    pub fn drain(&self) -> usize {
+        let mut rings = 0;
+        let mut byte = [0u8; 1];
+        loop {
+            // SAFETY: the fd is this socket's, open for the call; `byte` is
+            // a valid 1-byte buffer; MSG_DONTWAIT makes this one call
+            // non-blocking without touching the shared file flags.
+            let n = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    byte.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                return rings;
+            }
+            rings += 1;
+        }
+    }
+
     /// Waits up to `timeout` for a ring; `true` if one came (rings that
     /// queued up meanwhile are consumed with it), `false` on timeout or a
     /// signal.
@@ -663,22 +745,8 @@ impl Doorbell {
             Err(e) => return Err(e),
         }
         // Coalesce a burst into one wake-up.
-        loop {
-            // SAFETY: the fd is this socket's, open for the call; `byte` is
-            // a valid 1-byte buffer; MSG_DONTWAIT makes this one call
-            // non-blocking without touching the shared file flags.
-            let n = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    byte.as_mut_ptr().cast(),
-                    1,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                return Ok(true);
-            }
-        }
+        self.drain();
+        Ok(true)
     }
 }
 

@@ -19,6 +19,11 @@ Commands:
   stop N        send SIGTERM to the process running isle N
   stop --all    the same for every running isle
   clean         remove the isle directory (refused while an isle runs)
+  mmnif [--name NAME]
+                the Linux end of mmnif (needs root): a tap device NAME
+                (default mmnif) at 192.168.28.1/24 bridged to the isles'
+                rings, so isle N is reachable at 192.168.28.N+2; runs until
+                SIGINT or SIGTERM
 
 Options:
   --dir PATH    the isle directory (default $HERMIT_ISLE_DIR, or
@@ -35,6 +40,7 @@ enum Command {
     Stop(u32),
     StopAll,
     Clean,
+    Mmnif(String),
 }
 
 fn parse_index(text: &str) -> Result<u32, String> {
@@ -62,8 +68,13 @@ fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
         ["stop", "--all"] => Command::StopAll,
         ["stop", n] => Command::Stop(parse_index(n)?),
         ["clean"] => Command::Clean,
+        ["mmnif"] => Command::Mmnif(hermit_isles::bridge::DEFAULT_NAME.to_owned()),
+        ["mmnif", "--name", name] => Command::Mmnif((*name).to_owned()),
+        ["mmnif", name] if name.starts_with("--name=") => {
+            Command::Mmnif(name["--name=".len()..].to_owned())
+        }
         [] => return Err("missing COMMAND (try --help)".into()),
-        [cmd, ..] if ["status", "log", "stop", "clean"].contains(cmd) => {
+        [cmd, ..] if ["status", "log", "stop", "clean", "mmnif"].contains(cmd) => {
             return Err(format!("wrong arguments for '{cmd}' (try --help)"));
         }
         [cmd, ..] => return Err(format!("unknown command '{cmd}' (try --help)")),
@@ -71,7 +82,30 @@ fn parse(args: &[String]) -> Result<(Option<String>, Command), String> {
     if dir.as_deref() == Some("") {
         return Err("--dir needs a non-empty path".into());
     }
+    if command == Command::Mmnif(String::new()) {
+        return Err("--name needs a non-empty interface name".into());
+    }
     Ok((dir, command))
+}
+
+/// `isles mmnif`: bridges until a signal, then prints what moved.
+fn mmnif(dir: &IsleDir, name: &str) -> Result<(), hermit_isles::bridge::BridgeError> {
+    use hermit_isles::bridge;
+    let stop = bridge::stop_on_signals()?;
+    let stats = bridge::run(dir, name, stop, |tap| {
+        println!(
+            "isles mmnif: {tap} is {} ({}), bridged to the isles in {}",
+            bridge::host_cidr(),
+            bridge::host_mac_text(),
+            dir.path().display()
+        );
+        let _ = std::io::stdout().flush();
+    })?;
+    println!(
+        "isles mmnif: stopped; {} frames to the isles, {} to Linux, {} dropped",
+        stats.to_isles, stats.to_linux, stats.dropped
+    );
+    Ok(())
 }
 
 fn run(dir: &IsleDir, command: Command) -> Result<(), Error> {
@@ -97,6 +131,10 @@ fn run(dir: &IsleDir, command: Command) -> Result<(), Error> {
                     }
                     IsleState::Stopped => println!("isle {}: stopped", isle.index),
                 }
+            }
+            if let IsleState::Running { pid } = dir.host_state()? {
+                let pid = pid.map_or_else(|| "pid unknown".to_owned(), |p| format!("pid {p}"));
+                println!("host: mmnif bridge running ({pid})");
             }
         }
         Command::Log(n) => {
@@ -132,6 +170,7 @@ fn run(dir: &IsleDir, command: Command) -> Result<(), Error> {
                 println!("no isle is running");
             }
         }
+        Command::Mmnif(_) => unreachable!("handled by main"),
         Command::Clean => {
             if dir.clean()? {
                 println!("removed {}", dir.path().display());
@@ -163,6 +202,15 @@ fn main() -> ExitCode {
         }
     };
     let dir = dir.map_or_else(IsleDir::from_env, IsleDir::new);
+    if let Command::Mmnif(name) = &command {
+        return match mmnif(&dir, name) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("isles: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&dir, command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -194,6 +242,15 @@ mod tests {
         assert_eq!(p(&["stop", "--all"]), Ok((None, Command::StopAll)));
         assert_eq!(p(&["clean"]), Ok((None, Command::Clean)));
         assert_eq!(p(&["status", "--help"]), Ok((None, Command::Help)));
+        assert_eq!(p(&["mmnif"]), Ok((None, Command::Mmnif("mmnif".into()))));
+        assert_eq!(
+            p(&["mmnif", "--name", "mm0", "--dir", "/d"]),
+            Ok((Some("/d".into()), Command::Mmnif("mm0".into())))
+        );
+        assert_eq!(
+            p(&["mmnif", "--name=mm1"]),
+            Ok((None, Command::Mmnif("mm1".into())))
+        );
     }
 
     #[test]
@@ -207,6 +264,8 @@ mod tests {
             (&["status", "extra"], "wrong arguments"),
             (&["--dir"], "--dir needs a value"),
             (&["--dir=", "status"], "non-empty"),
+            (&["mmnif", "--name"], "wrong arguments for 'mmnif'"),
+            (&["mmnif", "--name="], "non-empty interface name"),
         ] {
             let err = p(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -351,3 +351,48 @@ fn sizes_print_in_binary_units() {
     assert_eq!(human(4096), "4 KiB");
     assert_eq!(human(4097), "4097 bytes");
 }
+
+#[test]
+fn a_running_host_member_keeps_the_session() {
+    let dir = TempDir::new();
+    assert_eq!(dir.host_state().unwrap(), IsleState::Stopped);
+    let host = dir.join_host(Some(SMALL)).unwrap();
+    assert_eq!(host.index(), HOST_NODE);
+    assert!(dir.doorbell_path(HOST_NODE).unwrap().exists());
+    assert!(matches!(
+        dir.host_state().unwrap(),
+        IsleState::Running { pid: Some(p) } if p == std::process::id()
+    ));
+    host.map().unwrap().region().store_u32(64, 99);
+    // An isle that joins and leaves while the host runs: no new session.
+    drop(dir.join(0, None).unwrap());
+    let isle = dir.join(3, None).unwrap();
+    assert_eq!(isle.map().unwrap().region().load_u32(64), 99);
+    // One host member at a time.
+    let err = dir.join_host(None).unwrap_err();
+    assert!(matches!(err, Error::HostBusy { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("the host's mmnif end is already running")
+    );
+    drop(isle);
+    let err = dir.clean().unwrap_err();
+    assert!(err.to_string().contains("host (mmnif)"), "{err}");
+    drop(host);
+    assert_eq!(dir.host_state().unwrap(), IsleState::Stopped);
+    assert!(!dir.doorbell_path(HOST_NODE).unwrap().exists());
+    // Nobody runs: the next join starts afresh.
+    let fresh = dir.join(0, None).unwrap();
+    assert_eq!(fresh.map().unwrap().region().load_u32(64), 0);
+}
+
+#[test]
+fn drain_counts_queued_rings() {
+    let dir = TempDir::new();
+    let isle = dir.join(1, Some(SMALL)).unwrap();
+    let bell = isle.doorbell().unwrap();
+    assert_eq!(bell.drain(), 0);
+    let ringer = dir.ringer().unwrap();
+    assert!(ringer.ring(1) && ringer.ring(1));
+    assert_eq!(bell.drain(), 2);
+}
