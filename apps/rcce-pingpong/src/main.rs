@@ -17,12 +17,10 @@
 
 extern crate alloc;
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use bench_core::fileio::FileSystem;
-use bench_core::{Error, Platform, pingpong};
+use bench_core::{Error, pingpong};
 use hermit::{eprintln, isle, println};
 
 hermit::entry!(main);
@@ -75,79 +73,15 @@ fn main() -> i32 {
     }
 }
 
-/// The hermit kernel as a benchmark platform (only the clock and printing
-/// matter to the ping-pong).
+/// The hermit kernel's clock and console, all the ping-pong needs.
 struct Hermit;
 
-impl Platform for Hermit {
-    const KERNEL_CALL: &'static str = "hermit::thread::current_id";
-    const WRITE_SINK: &'static str = "none";
-    const MEMORY_NOTE: &'static str = "heap";
-    const FILE_CALLS: &'static str = "none";
-    type Fs = NoFiles;
-
+impl pingpong::Host for Hermit {
     fn now_ns() -> u64 {
         hermit::time::monotonic_ns()
     }
 
-    fn cycles() -> u64 {
-        // SAFETY: `rdtsc` only reads the time-stamp counter; the kernel
-        // leaves CR4.TSD clear, so it cannot fault.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-
-    fn tsc_khz() -> u64 {
-        hermit::time::tsc_khz()
-    }
-
-    fn kernel_call() -> u64 {
-        u64::from(hermit::thread::current_id())
-    }
-
-    fn yield_now() {
-        hermit::thread::yield_now();
-    }
-
-    fn write_byte() -> bool {
-        false
-    }
-
     fn print(line: fmt::Arguments<'_>) {
         println!("{line}");
-    }
-}
-
-/// The ping-pong uses no files.
-struct NoFiles;
-
-impl FileSystem for NoFiles {
-    type File = ();
-
-    fn create(_: &str) -> Result<(), String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn open(_: &str) -> Result<(), String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn write(_: &mut (), _: &[u8]) -> Result<usize, String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn read(_: &mut (), _: &mut [u8]) -> Result<usize, String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn write_at(_: &mut (), _: &[u8], _: u64) -> Result<usize, String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn read_at(_: &mut (), _: &mut [u8], _: u64) -> Result<usize, String> {
-        Err("rcce-pingpong has no files".into())
-    }
-
-    fn remove(_: &str) -> Result<(), String> {
-        Err("rcce-pingpong has no files".into())
     }
 }

@@ -14,7 +14,36 @@ use alloc::vec::Vec;
 
 use hermit_ircce::{Ircce, Notify, Region};
 
-use crate::{Error, Platform, info, number, report};
+use crate::{Error, Platform, number};
+
+/// What the ping-pong needs of its platform: a clock and a printer. Every
+/// [`Platform`] is one; an app that runs only the ping-pong implements
+/// just this.
+pub trait Host {
+    /// Monotonic time in nanoseconds.
+    fn now_ns() -> u64;
+    /// Prints one line.
+    fn print(line: core::fmt::Arguments<'_>);
+}
+
+impl<P: Platform> Host for P {
+    fn now_ns() -> u64 {
+        <P as Platform>::now_ns()
+    }
+
+    fn print(line: core::fmt::Arguments<'_>) {
+        <P as Platform>::print(line)
+    }
+}
+
+/// Prints a report line like the crate's other benchmarks.
+fn report<H: Host>(name: &str, value: f64, unit: &str) {
+    if value.abs() >= 100.0 {
+        H::print(format_args!("bench {name} {value:.1} {unit}"));
+    } else {
+        H::print(format_args!("bench {name} {value:.4} {unit}"));
+    }
+}
 
 /// Usage of the `pingpong` arguments.
 pub const USAGE: &str = "pingpong [--max BYTES] [--runs N]";
@@ -108,7 +137,7 @@ fn pattern(i: usize, round: u64) -> u8 {
 }
 
 /// Runs the ping-pong as `ue`'s rank (0 measures and prints, 1 echoes).
-pub fn run<P: Platform, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Result<(), Error> {
+pub fn run<P: Host, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Result<(), Error> {
     if ue.num_ues() < 2 {
         return Err(Error::Usage("pingpong needs at least 2 UEs".into()));
     }
@@ -120,10 +149,10 @@ pub fn run<P: Platform, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) ->
     }
 }
 
-fn ping<P: Platform, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Result<(), Error> {
+fn ping<P: Host, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Result<(), Error> {
     ue.send(&cfg.encode(), 1).map_err(ircce_err)?;
-    info::<P>(format_args!(
-        "pingpong ues={} max={} runs={}",
+    P::print(format_args!(
+        "info pingpong ues={} max={} runs={}",
         ue.num_ues(),
         cfg.max,
         cfg.runs
@@ -188,7 +217,7 @@ fn echo<R: Region, N: Notify>(ue: &Ircce<R, N>) -> Result<(), Error> {
 }
 
 /// MB/s of copying `src` into `dst` on this platform (median of 5).
-fn memcpy_rate<P: Platform>(src: &[u8], dst: &mut [u8]) -> f64 {
+fn memcpy_rate<P: Host>(src: &[u8], dst: &mut [u8]) -> f64 {
     let reps = ((16u64 << 20) / src.len() as u64).clamp(1, 64);
     let mut rates: Vec<f64> = (0..5)
         .map(|_| {
