@@ -18,8 +18,9 @@
 //! waiters poll.
 //!
 //! Not here: more than one UE per isle (the doorbell is per isle), regions
-//! above 4 GiB (a BAR there is refused), isles that restart and reclaim
-//! their rank after a crash (iRCCE's limit).
+//! above 4 GiB (a BAR there is refused), recovering the messages a crashed
+//! isle left half-sent (uhyve frees its rank when its number is reused;
+//! that pair's channel stays stuck, iRCCE's limit).
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
