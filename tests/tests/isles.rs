@@ -8,7 +8,7 @@
 //!   number (and its iRCCE rank) for a new isle, and `isles status` shows
 //!   it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,12 +20,10 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Self {
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        Self(base.join(format!("hermit-test-isles-{name}-{}", std::process::id())))
+        Self(
+            hermit_isles::shm_dir()
+                .join(format!("hermit-test-isles-{name}-{}", std::process::id())),
+        )
     }
 }
 

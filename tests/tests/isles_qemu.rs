@@ -22,12 +22,8 @@ struct RegionFile(PathBuf);
 
 impl RegionFile {
     fn new(name: &str) -> Self {
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let path = dir.join(format!("hermit-isles-{name}-{}", std::process::id()));
+        let path =
+            hermit_isles::shm_dir().join(format!("hermit-isles-{name}-{}", std::process::id()));
         let file = std::fs::File::create(&path).expect("create the region file");
         file.set_len(REGION_SIZE).expect("size the region file");
         Self(path)

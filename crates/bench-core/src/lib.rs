@@ -139,9 +139,29 @@ pub fn run<P: Platform>(cmd: &Command) -> Result<(), Error> {
     }
 }
 
+/// What printing a report needs of a platform: a clock and a printer.
+/// Every [`Platform`] is one; an app that runs only the ping-pong
+/// ([`pingpong`]) implements just this.
+pub trait Host {
+    /// Monotonic time in nanoseconds.
+    fn now_ns() -> u64;
+    /// Prints one line.
+    fn print(line: fmt::Arguments<'_>);
+}
+
+impl<P: Platform> Host for P {
+    fn now_ns() -> u64 {
+        <P as Platform>::now_ns()
+    }
+
+    fn print(line: fmt::Arguments<'_>) {
+        <P as Platform>::print(line)
+    }
+}
+
 /// Prints `bench <name> <value> <unit>` (the [`Line::Bench`] format, with
 /// four decimals below 100 so that tiny guest rates keep their digits).
-fn report<P: Platform>(name: &str, value: f64, unit: &str) {
+fn report<P: Host>(name: &str, value: f64, unit: &str) {
     if value.abs() >= 100.0 {
         P::print(format_args!("bench {name} {value:.1} {unit}"));
     } else {
@@ -150,7 +170,7 @@ fn report<P: Platform>(name: &str, value: f64, unit: &str) {
 }
 
 /// Prints `info <text>`.
-fn info<P: Platform>(text: fmt::Arguments<'_>) {
+fn info<P: Host>(text: fmt::Arguments<'_>) {
     P::print(format_args!("info {text}"));
 }
 

@@ -14,36 +14,8 @@ use alloc::vec::Vec;
 
 use hermit_ircce::{Ircce, Notify, Region};
 
-use crate::{Error, Platform, number};
-
-/// What the ping-pong needs of its platform: a clock and a printer. Every
-/// [`Platform`] is one; an app that runs only the ping-pong implements
-/// just this.
-pub trait Host {
-    /// Monotonic time in nanoseconds.
-    fn now_ns() -> u64;
-    /// Prints one line.
-    fn print(line: core::fmt::Arguments<'_>);
-}
-
-impl<P: Platform> Host for P {
-    fn now_ns() -> u64 {
-        <P as Platform>::now_ns()
-    }
-
-    fn print(line: core::fmt::Arguments<'_>) {
-        <P as Platform>::print(line)
-    }
-}
-
-/// Prints a report line like the crate's other benchmarks.
-fn report<H: Host>(name: &str, value: f64, unit: &str) {
-    if value.abs() >= 100.0 {
-        H::print(format_args!("bench {name} {value:.1} {unit}"));
-    } else {
-        H::print(format_args!("bench {name} {value:.4} {unit}"));
-    }
-}
+pub use crate::Host;
+use crate::{Error, info, number, report};
 
 /// Usage of the `pingpong` arguments.
 pub const USAGE: &str = "pingpong [--max BYTES] [--runs N]";
@@ -151,8 +123,8 @@ pub fn run<P: Host, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Res
 
 fn ping<P: Host, R: Region, N: Notify>(ue: &Ircce<R, N>, cfg: &Config) -> Result<(), Error> {
     ue.send(&cfg.encode(), 1).map_err(ircce_err)?;
-    P::print(format_args!(
-        "info pingpong ues={} max={} runs={}",
+    info::<P>(format_args!(
+        "pingpong ues={} max={} runs={}",
         ue.num_ues(),
         cfg.max,
         cfg.runs

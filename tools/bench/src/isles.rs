@@ -96,24 +96,17 @@ fn run_pair(mut ue0: Command, mut ue1: Command) -> Result<Figures, String> {
     Ok(figures)
 }
 
-/// A zeroed scratch file or directory under `/dev/shm`, removed on drop.
+/// A private isle directory in [`hermit_isles::shm_dir`], removed on drop.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        Self(base.join(format!("hermit-bench-{name}-{}", std::process::id())))
+        Self(hermit_isles::shm_dir().join(format!("hermit-bench-{name}-{}", std::process::id())))
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

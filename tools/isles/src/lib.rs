@@ -175,18 +175,22 @@ fn check_index(index: u32) -> Result<(), Error> {
     }
 }
 
-/// `/dev/shm/hermit-isles-<uid>` (the temporary directory instead of
-/// `/dev/shm` where that does not exist).
-pub fn default_dir() -> PathBuf {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
+/// Where shared-memory files belong: `/dev/shm` (tmpfs), or the temporary
+/// directory where that does not exist.
+pub fn shm_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
+    if shm.is_dir() {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
-    };
-    base.join(format!("hermit-isles-{uid}"))
+    }
+}
+
+/// `hermit-isles-<uid>` in [`shm_dir`].
+pub fn default_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    shm_dir().join(format!("hermit-isles-{uid}"))
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error {
