@@ -6,9 +6,9 @@
 use core::fmt::{self, Write as _};
 
 use arch_x86_64::io::{SerialPort, hypercall};
+use arch_x86_64::irq::without as without_interrupts;
 use hermit_interface::{Platform, hypercall as hc, qemu};
 use spin::Mutex;
-use x86_64::instructions::interrupts::without_interrupts;
 
 /// An output stream of the application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

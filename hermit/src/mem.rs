@@ -8,13 +8,13 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
+use arch_x86_64::irq::without as without_interrupts;
 use hermit_interface::{BootInfo, MemoryRegion};
 use mm::{FrameAllocator, FrameError, PhysAddr};
 use spin::{Mutex, Once};
 use talc::base::Talc;
 use talc::base::binning::Binning;
 use talc::source::Source;
-use x86_64::instructions::interrupts::without_interrupts;
 
 const PAGE: u64 = 4096;
 /// The heap grows by at least this much at a time.

@@ -115,14 +115,12 @@ impl Core {
 
 /// Disables interrupts; returns whether they were enabled.
 fn irq_disable() -> bool {
-    let enabled = x86_64::instructions::interrupts::are_enabled();
-    x86_64::instructions::interrupts::disable();
-    enabled
+    arch_x86_64::irq::disable_save()
 }
 
 fn irq_restore(enable: bool) {
     if enable {
-        x86_64::instructions::interrupts::enable();
+        arch_x86_64::irq::enable();
     }
 }
 
@@ -543,7 +541,7 @@ fn idle_loop(core: usize) -> ! {
             core::hint::spin_loop();
         } else {
             // Nothing to wait for: halt until an interrupt makes work.
-            x86_64::instructions::interrupts::enable_and_hlt();
+            arch_x86_64::irq::enable_and_halt();
         }
     }
 }

@@ -157,3 +157,78 @@ mod heap {
         super::heap_allocates_and_reports_exhaustion(boot_tests::Hypervisor::Qemu)
     }
 }
+
+/// Whether this host's KVM is `kvm_pvm`, where `HERMIT_NATIVE=1` makes the
+/// kernel run natively (elsewhere the option changes nothing).
+fn kvm_pvm_host() -> bool {
+    std::path::Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// `HERMIT_NATIVE=1`: hello, an exception report and the heap work the
+/// same natively; the kernel log says whether it ran natively.
+#[test]
+fn native_mode_runs_interrupt_free_apps() {
+    let hv = Hypervisor::Uhyve;
+    if !require(hv, "native_mode_runs_interrupt_free_apps") {
+        return;
+    }
+    let native = [("HERMIT_NATIVE", "1")];
+    let out = proxy(hv, "hello", &["native"], &native);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("Hello World!!!\n"), "{out:?}");
+    assert!(out.stdout.contains("argv[1] = native"), "{out:?}");
+
+    let out = proxy(
+        hv,
+        "hello",
+        &[],
+        &[("HERMIT_NATIVE", "1"), ("HERMIT_VERBOSE", "1")],
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let said_native = out.stderr.contains("(native on kvm_pvm, no interrupts)");
+    assert_eq!(said_native, kvm_pvm_host(), "{out:?}");
+    if !kvm_pvm_host() {
+        eprintln!(
+            "note: native_mode_runs_interrupt_free_apps: not a kvm_pvm host, so this ran emulated"
+        );
+    }
+
+    let out = proxy(hv, "panic", &["page-fault"], &native);
+    assert_eq!(out.status, Some(128 + 14), "{out:?}");
+    assert!(
+        out.stderr.contains("CPU exception 14 (page fault)"),
+        "{out:?}"
+    );
+
+    let out = proxy(
+        hv,
+        "heap-check",
+        &["16"],
+        &[("HERMIT_NATIVE", "1"), ("HERMIT_MEM", "64M")],
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.starts_with("heap ok: "), "{out:?}");
+}
+
+/// An app that enables interrupts stops with a clear message natively
+/// (instead of faulting on its first timer interrupt), and runs normally
+/// where native mode is not available.
+#[test]
+fn native_mode_refuses_interrupts_clearly() {
+    let hv = Hypervisor::Uhyve;
+    if !require(hv, "native_mode_refuses_interrupts_clearly") {
+        return;
+    }
+    let out = proxy(hv, "threads", &["spawn-join"], &[("HERMIT_NATIVE", "1")]);
+    if kvm_pvm_host() {
+        assert_eq!(out.status, Some(101), "{out:?}");
+        assert!(
+            out.stderr.contains("this application enables interrupts"),
+            "{out:?}"
+        );
+        assert!(out.stderr.contains("without native=on"), "{out:?}");
+    } else {
+        assert_eq!(out.status, Some(0), "{out:?}");
+        assert!(out.stdout.contains("spawn-join: ok"), "{out:?}");
+    }
+}

@@ -59,7 +59,7 @@ pub fn page_table_root() -> u64 {
 /// Halts the CPU forever with interrupts disabled.
 pub fn halt_forever() -> ! {
     loop {
-        x86_64::instructions::interrupts::disable();
+        crate::irq::disable();
         x86_64::instructions::hlt();
     }
 }

@@ -194,6 +194,69 @@ handlers_with_code!(
     control_protection = 21,
 );
 
+/// Set by the #GP entry when the [`probe_wrmsr`] instruction faulted.
+static PROBE_FAULTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+// The #GP entry: a fault of the probe's `wrmsr` resumes after it with
+// `PROBE_FAULTED` set; any other goes to the fatal handler with the frame
+// as the CPU pushed it (error code on top).
+core::arch::global_asm!(
+    ".pushsection .text.hermit_gp_entry, \"ax\"",
+    ".global hermit_gp_entry",
+    "hermit_gp_entry:",
+    "push rax",
+    "lea rax, [rip + hermit_probe_wrmsr_insn]",
+    "cmp [rsp + 16], rax",
+    "jne 2f",
+    "add qword ptr [rsp + 16], 2",
+    "mov byte ptr [rip + {faulted}], 1",
+    "pop rax",
+    "add rsp, 8",
+    "iretq",
+    "2:",
+    "pop rax",
+    "jmp {fatal}",
+    ".popsection",
+    faulted = sym PROBE_FAULTED,
+    fatal = sym general_protection,
+);
+
+unsafe extern "C" {
+    /// The #GP entry above; only its address is used.
+    static hermit_gp_entry: u8;
+}
+
+/// `wrmsr` of `value` to `msr`, with the label the #GP entry recognises.
+#[unsafe(naked)]
+unsafe extern "C" fn probe_wrmsr_insn(msr: u32, value: u64) {
+    core::arch::naked_asm!(
+        "mov ecx, edi",
+        "mov eax, esi",
+        "mov rdx, rsi",
+        "shr rdx, 32",
+        ".global hermit_probe_wrmsr_insn",
+        "hermit_probe_wrmsr_insn:",
+        "wrmsr",
+        "ret",
+    )
+}
+
+/// Writes `value` to model-specific register `msr` if the CPU (or
+/// hypervisor) has it: returns false, instead of crashing, when the write
+/// raises #GP.
+///
+/// # Safety
+/// CPL 0, after [`init`] (or [`load`]) on this CPU, and writing `value` to
+/// `msr` must be harmless where the register exists. Not reentrant across
+/// CPUs probing at the same moment.
+pub unsafe fn probe_wrmsr(msr: u32, value: u64) -> bool {
+    use core::sync::atomic::Ordering;
+    PROBE_FAULTED.store(false, Ordering::SeqCst);
+    // SAFETY: per the caller; a #GP resumes after the `wrmsr`.
+    unsafe { probe_wrmsr_insn(msr, value) };
+    !PROBE_FAULTED.load(Ordering::SeqCst)
+}
+
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
     fatal(14, &frame, Some(code.bits()))
 }
@@ -284,7 +347,7 @@ pub fn init(handler: FatalHandler) {
             (10, invalid_tss as *const () as u64),
             (11, segment_not_present as *const () as u64),
             (12, stack_segment_fault as *const () as u64),
-            (13, general_protection as *const () as u64),
+            (13, (&raw const hermit_gp_entry) as u64),
             (14, page_fault as *const () as u64),
             (16, x87_floating_point as *const () as u64),
             (17, alignment_check as *const () as u64),

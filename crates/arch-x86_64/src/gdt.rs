@@ -110,22 +110,38 @@ pub struct PerCpu {
     /// Free for entry code (e.g. saving the user stack pointer in a
     /// `SYSCALL` entry before a kernel stack is known).
     pub scratch: [u64; 4],
+    /// Non-zero while this CPU runs natively on a paravirtual host with
+    /// its virtual-interrupt-flag page registered ([`crate::irq`]).
+    pub paravirt: u8,
 }
 
 /// Offset of [`PerCpu::cpu`] in the block (`gs:[8]`).
 pub const PER_CPU_CPU_OFFSET: usize = core::mem::offset_of!(PerCpu, cpu);
+/// Offset of [`PerCpu::paravirt`] in the block.
+pub const PER_CPU_PARAVIRT_OFFSET: usize = core::mem::offset_of!(PerCpu, paravirt);
 /// Offset of [`PerCpu::tss`] in the block (`gs:[16]`).
 pub const PER_CPU_TSS_OFFSET: usize = core::mem::offset_of!(PerCpu, tss);
 
 /// Everything one CPU's descriptor tables need, in one block that lives as
 /// long as the CPU runs (a static for the boot CPU, leaked heap memory for
-/// the others).
-#[repr(C, align(16))]
+/// the others), and the CPU's virtual-interrupt-flag page ([`crate::irq`]).
+#[repr(C, align(4096))]
 pub struct CpuTables {
     per_cpu: PerCpu,
     gdt: [u64; GDT_ENTRIES],
     tss: TaskStateSegment,
+    vif: VifPage,
 }
+
+/// The page a paravirtual hypervisor reads the interrupt flag from (byte 0)
+/// and marks pending interrupts in (byte 1); see [`crate::irq`].
+#[repr(C, align(4096))]
+struct VifPage([u8; 16]);
+
+/// Offset of the CPU's virtual-interrupt-flag page from its [`PerCpu`]
+/// block (`GS` base), so `gs:[VIF_OFFSET]` is the flag.
+pub const VIF_OFFSET: usize =
+    core::mem::offset_of!(CpuTables, vif) - core::mem::offset_of!(CpuTables, per_cpu);
 
 impl CpuTables {
     /// Unfilled tables; [`init_cpu`] fills them.
@@ -137,9 +153,11 @@ impl CpuTables {
                 apic_id: 0,
                 tss: core::ptr::null_mut(),
                 scratch: [0; 4],
+                paravirt: 0,
             },
             gdt: [0; GDT_ENTRIES],
             tss: TaskStateSegment::new(),
+            vif: VifPage([0; 16]),
         }
     }
 }
@@ -214,6 +232,7 @@ pub unsafe fn init_cpu(tables: &'static mut CpuTables, cpu: u32, apic_id: u32, i
         apic_id,
         tss: tss_addr,
         scratch: [0; 4],
+        paravirt: 0,
     };
     let pointer = DescriptorTablePointer {
         limit: (size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,

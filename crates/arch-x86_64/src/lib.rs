@@ -29,6 +29,7 @@ pub mod exception;
 pub mod gdt;
 pub mod io;
 pub mod ioapic;
+pub mod irq;
 pub mod paging;
 pub mod time;
 pub mod trampoline;

@@ -31,7 +31,11 @@ unsafe impl FrameAllocator<Size4KiB> for Frames<'_> {
 }
 
 fn table_flags(flags: PageFlags) -> PageTableFlags {
-    let mut f = PageTableFlags::PRESENT;
+    // USER on every entry, as in the boot tables (entry contract): there is
+    // no user mode to keep out, and on `kvm_pvm` the kernel runs natively
+    // at hardware CPL 3 (`crate::irq`), where a page without it at any level
+    // cannot be reached (the host's shadow MMU livelocks on it).
+    let mut f = PageTableFlags::PRESENT | PageTableFlags::USER_ACCESSIBLE;
     if flags.writable {
         f |= PageTableFlags::WRITABLE;
     }
@@ -90,7 +94,8 @@ impl KernelMapper {
         let frame = PhysFrame::<S>::from_start_address(PhysAddr::new(phys.0))
             .map_err(|_| MapError::Misaligned(phys.0))?;
         // Intermediate tables allow everything; the leaf decides.
-        let parent = PageTableFlags::PRESENT | PageTableFlags::WRITABLE;
+        let parent =
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::USER_ACCESSIBLE;
         // SAFETY: the caller of the portable layer owns both the page and the
         // frame; mapping them cannot alias memory in use.
         let flush = unsafe {

@@ -7,9 +7,9 @@
 
 use alloc::collections::BTreeMap;
 
+use arch_x86_64::irq::without as without_interrupts;
 use hermit_interface::errno::Errno;
 use spin::Mutex;
-use x86_64::instructions::interrupts::without_interrupts;
 
 use super::{fail, result};
 use crate::thread::{Builder, DEFAULT_STACK_SIZE, JoinHandle, Priority};

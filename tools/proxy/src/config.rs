@@ -38,6 +38,9 @@ pub struct Config {
     pub mem: u64,
     /// `HERMIT_VERBOSE=1`: print the kernel log when the app ends.
     pub verbose: bool,
+    /// `HERMIT_NATIVE=1`: on a `kvm_pvm` host, run the kernel natively
+    /// (`native=on`), for applications that never enable interrupts.
+    pub native: bool,
     /// `HERMIT_KVM` (QEMU only): false means TCG.
     pub kvm: bool,
     /// `HERMIT_DEBUG=1` (QEMU only): wait for gdb on port 1234.
@@ -305,6 +308,7 @@ impl Config {
             pin,
             mem,
             verbose: flag("HERMIT_VERBOSE", false)?,
+            native: flag("HERMIT_NATIVE", false)?,
             kvm: flag("HERMIT_KVM", true)?,
             debug: flag("HERMIT_DEBUG", false)?,
             log_level,
@@ -319,13 +323,19 @@ impl Config {
         })
     }
 
-    /// The kernel command line: the log level, raised to `info` when verbose.
+    /// The kernel command line: the log level, raised to `info` when
+    /// verbose, and `native=on` with `HERMIT_NATIVE=1`.
     pub fn cmdline(&self) -> String {
-        match (&self.log_level, self.verbose) {
-            (Some(level), _) => format!("log={level}"),
-            (None, true) => "log=info".to_owned(),
-            (None, false) => String::new(),
-        }
+        let log = match (&self.log_level, self.verbose) {
+            (Some(level), _) => Some(format!("log={level}")),
+            (None, true) => Some("log=info".to_owned()),
+            (None, false) => None,
+        };
+        [log, self.native.then(|| "native=on".to_owned())]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -475,6 +485,8 @@ mod tests {
         assert_eq!((c.isle, c.cpus, c.mem), (Isle::Qemu, 4, 6 << 30));
         assert!(c.verbose && !c.kvm && c.debug);
         assert_eq!(c.cmdline(), "log=info");
+        let c = cfg(&[("HERMIT_NATIVE", "1"), ("HERMIT_VERBOSE", "1")]).unwrap();
+        assert_eq!(c.cmdline(), "log=info native=on");
         let c = cfg(&[("HERMIT_VERBOSE", "1"), ("HERMIT_LOG_LEVEL", "DEBUG")]).unwrap();
         assert_eq!(c.cmdline(), "log=debug");
     }

@@ -26,6 +26,10 @@ Options:
       --verbose          print the kernel log to stderr when the VM ends
       --log-level LEVEL  kernel log level: off, error, warn, info, debug or
                          trace (passed as log=LEVEL on the kernel command line)
+      --native           on a kvm_pvm host, run the kernel natively instead of
+                         emulated (native=on on the kernel command line); only
+                         for applications that never enable interrupts (no
+                         threads, sleeps or networking)
       --mount HOST:GUEST map the existing host directory HOST at the absolute
                          guest path GUEST (repeatable; HOST may contain ':',
                          GUEST may not). The guest reaches nothing outside
@@ -66,6 +70,7 @@ struct Cli {
     pin: Option<Vec<usize>>,
     verbose: bool,
     log_level: Option<String>,
+    native: bool,
     mounts: Vec<Mount>,
     netif: Option<String>,
     user_net: bool,
@@ -107,6 +112,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut pin: Option<Vec<usize>> = None;
     let mut verbose = false;
     let mut log_level = None;
+    let mut native = false;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut netif = None;
     let mut user_net = false;
@@ -139,6 +145,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         match name.as_str() {
             "-h" | "--help" => return Ok(Request::Help),
             "--verbose" => verbose = true,
+            "--native" => native = true,
             "--mem" => {
                 let v = value("--mem")?;
                 mem = parse_size(&v).ok_or_else(|| {
@@ -278,6 +285,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
         pin,
         verbose,
         log_level,
+        native,
         mounts,
         netif,
         user_net,
@@ -310,10 +318,14 @@ fn main() -> ExitCode {
         mem_size: cli.mem,
         cpus: cli.cpus,
         pin: cli.pin,
-        cmdline: cli
-            .log_level
-            .map(|l| format!("log={l}"))
-            .unwrap_or_default(),
+        cmdline: [
+            cli.log_level.map(|l| format!("log={l}")),
+            cli.native.then(|| "native=on".to_owned()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" "),
         mounts: cli.mounts,
         profile: cli.profile,
         isle: cli.isle,
@@ -404,6 +416,7 @@ mod tests {
                 pin: None,
                 verbose: true,
                 log_level: Some("debug".into()),
+                native: false,
                 mounts: Vec::new(),
                 netif: None,
                 user_net: false,
