@@ -23,15 +23,15 @@
 //! native CPU panics with an explanation instead of letting the VM fault.
 //!
 //! [`disable`], [`enable`], [`are_enabled`], [`without`] and
-//! [`enable_and_halt`] hide the difference. The page is part of each CPU's
-//! [`gdt::CpuTables`] and is addressed through `GS`
-//! ([`gdt::VIF_OFFSET`]), so every operation is one instruction.
+//! [`enable_and_halt`] hide the difference: on a native CPU the flag byte
+//! stays 0, so masking is free and `cli`/`sti` (which would trap) are not
+//! executed. The page is part of each CPU's [`gdt::CpuTables`]
+//! ([`gdt::VIF_OFFSET`] from its `GS` base).
 //!
 //! Registration is probed: on any other hypervisor (KVM, QEMU TCG) the
 //! `wrmsr` raises #GP, which [`crate::exception::probe_wrmsr`] turns into
-//! "not available" (the kernel then runs as without the option). The
-//! ABI (MSR number, page layout) was read from
-//! the running host's kernel.
+//! "not available" (the kernel then runs as without the option). The ABI
+//! (MSR number, page layout) was read from the running host's kernel.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
