@@ -174,7 +174,11 @@ struct IstStack([u8; IST_STACK_SIZE]);
 /// The boot CPU's IST stacks; application processors get theirs from the
 /// caller of [`init_cpu`].
 static mut BSP_IST_STACKS: [IstStack; 3] = [const { IstStack([0; IST_STACK_SIZE]) }; 3];
-static mut BSP_TABLES: CpuTables = CpuTables::new();
+// All zero, so that it lives in `.bss` and not in the image file (8 KiB with
+// its page-aligned flag page); `init_cpu` fills every field it needs.
+// SAFETY: every field of `CpuTables` (integers, arrays of them, a raw
+// pointer) is valid when zeroed.
+static mut BSP_TABLES: CpuTables = unsafe { core::mem::zeroed() };
 static BSP_DONE: AtomicBool = AtomicBool::new(false);
 
 /// Builds and loads the boot CPU's GDT, reloads the segment registers, loads
