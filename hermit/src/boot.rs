@@ -145,10 +145,10 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
         readable: crate::mem::is_ram,
     });
     let cmdline = str_at(info.cmdline.addr, info.cmdline.len).unwrap_or("");
-    // With `native=on`, on a paravirtual `kvm_pvm` host, this code runs
-    // natively from here on instead of instruction by instruction, for
-    // applications that never enable interrupts (see `arch_x86_64::irq`).
-    let native = cmdline.split_ascii_whitespace().any(|o| o == "native=on")
+    // On a paravirtual `kvm_pvm` host this code runs natively from here on
+    // instead of instruction by instruction (see `arch_x86_64::irq`), unless
+    // the command line says `native=off`; elsewhere the probe fails.
+    let native = !cmdline.split_ascii_whitespace().any(|o| o == "native=off")
         // SAFETY: boot CPU, once, CPL 0, interrupts off, GDT and IDT loaded;
         // kernel memory is identity mapped.
         && unsafe { arch_x86_64::irq::init_boot_cpu() };
@@ -156,11 +156,7 @@ extern "C" fn kernel_start(info: *const BootInfo) -> ! {
     crate::time::init(info, platform, boot_tsc);
     log::info!(
         "hermit kernel on {platform:?}{}, {} CPU(s), cmdline {cmdline:?}",
-        if native {
-            " (native on kvm_pvm, no interrupts)"
-        } else {
-            ""
-        },
+        if native { " (native on kvm_pvm)" } else { "" },
         info.cpu_count
     );
 

@@ -372,7 +372,29 @@ fn ensure_started() {
     STARTED.call_once(|| {
         *FUTEXES.lock() = Some(FutexTable::new());
         init_core(0, true);
+        #[cfg(feature = "smp")]
+        wait_for_aps();
     });
+}
+
+/// Waits until every application processor that came online has entered
+/// its scheduler (`ap_main`), so that the first spawn sees every core. An
+/// AP counts as online before it runs `ap_main`, and a boot CPU that runs
+/// natively can get here before an AP that does not.
+#[cfg(feature = "smp")]
+fn wait_for_aps() {
+    let cpus = crate::smp::online_cpus();
+    let deadline = monotonic_ns().saturating_add(1_000_000_000);
+    while CORES_ONLINE.load(Ordering::Acquire) < cpus {
+        if monotonic_ns() > deadline {
+            log::warn!(
+                "sched: {} of {cpus} CPUs entered the scheduler within 1 s",
+                CORES_ONLINE.load(Ordering::Acquire)
+            );
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Entry of an application processor (for `smp::start_aps`): the code

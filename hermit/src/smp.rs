@@ -285,6 +285,9 @@ extern "C" fn ap_start(boot: *const ApBoot, cpu: u32) -> ! {
         )
     };
     exception::load();
+    // SAFETY: this AP, once, CPL 0, interrupts off, its GDT and the IDT
+    // loaded; its tables are identity mapped like all kernel memory.
+    unsafe { arch_x86_64::irq::init_ap() };
     ONLINE.fetch_add(1, Ordering::AcqRel);
     (boot.main)(cpu)
 }

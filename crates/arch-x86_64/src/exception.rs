@@ -322,9 +322,8 @@ pub fn set_interrupt_handler(vector: u8, handler: extern "x86-interrupt" fn(Inte
     if vector < 32 {
         return;
     }
-    use x86_64::instructions::segmentation::{CS, Segment};
-    let cs = CS::get_reg().0;
-    IDT.lock().0[usize::from(vector)] = Gate::new(handler as *const () as u64, cs, None);
+    IDT.lock().0[usize::from(vector)] =
+        Gate::new(handler as *const () as u64, gdt::KERNEL_CODE, None);
 }
 static IDT_LOADED: Once<()> = Once::new();
 
@@ -334,8 +333,7 @@ static IDT_LOADED: Once<()> = Once::new();
 pub fn init(handler: FatalHandler) {
     HANDLER.call_once(|| handler);
     IDT_LOADED.call_once(|| {
-        use x86_64::instructions::segmentation::{CS, Segment};
-        let cs = CS::get_reg().0;
+        let cs = gdt::KERNEL_CODE;
         let plain: [(usize, u64); 17] = [
             (0, divide_error as *const () as u64),
             (1, debug as *const () as u64),

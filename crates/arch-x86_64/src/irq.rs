@@ -7,31 +7,32 @@
 //! interrupt flag* page with it (MSR [`MSR_PVM_VIF`]). From then on the
 //! kernel's code runs natively at hardware CPL 3, tens to hundreds of times
 //! faster: the hypervisor traps and emulates privileged instructions
-//! (`wrmsr`, `out`, `hlt`, `invlpg`...), delivers exceptions through the
-//! guest's IDT, and takes the interrupt flag from byte 0 of the page
-//! instead of `RFLAGS.IF` (which `popfq` cannot change at CPL 3 and
-//! `pushfq` always reads as set).
+//! (`wrmsr`, `out`, `hlt`, `iretq`...), delivers exceptions and interrupts
+//! through the guest's IDT, and takes the interrupt flag from byte 0 of the
+//! page instead of `RFLAGS.IF` (which `popfq` cannot change at CPL 3 and
+//! `pushfq` always reads as set). Byte 1 is set by the hypervisor when an
+//! interrupt arrived while the flag was clear; [`enable`] then asks for it
+//! with a trapping `out` to port 0x80, as the host's own paravirtual Linux
+//! code does.
 //!
-//! What does not work there (measured, see `docs/kvm-pvm-native.md`):
-//! external interrupts. The first timer interrupt or IPI delivered while
-//! running natively faults (#GP at the handler's first instruction, #SS
-//! with an IST stack), and unregistering the page does not bring the vCPU
-//! back to an emulated CPL 0 that can take them. So native execution is an
-//! opt-in for applications that never enable interrupts (no threads,
-//! sleeps, timers or network): [`init_boot_cpu`] registers the page when
-//! asked to (`native=on` on the kernel command line), and [`enable`] on a
-//! native CPU panics with an explanation instead of letting the VM fault.
+//! Natively, `mov` from `CS` reads the host's user selector, not the
+//! kernel's: whatever the hypervisor needs to know about the kernel's
+//! selectors (the IDT gates, `IA32_STAR`) is written from the constants in
+//! [`gdt`], never from the live register.
 //!
 //! [`disable`], [`enable`], [`are_enabled`], [`without`] and
-//! [`enable_and_halt`] hide the difference: on a native CPU the flag byte
-//! stays 0, so masking is free and `cli`/`sti` (which would trap) are not
-//! executed. The page is part of each CPU's [`gdt::CpuTables`]
-//! ([`gdt::VIF_OFFSET`] from its `GS` base).
+//! [`enable_and_halt`] hide the difference: on a native CPU they only touch
+//! the flag byte, so masking costs a store and `cli`/`sti` (which would
+//! trap) are not executed. The page is part of each CPU's
+//! [`gdt::CpuTables`] ([`gdt::VIF_OFFSET`] from its `GS` base).
 //!
-//! Registration is probed: on any other hypervisor (KVM, QEMU TCG) the
-//! `wrmsr` raises #GP, which [`crate::exception::probe_wrmsr`] turns into
-//! "not available" (the kernel then runs as without the option). The ABI
-//! (MSR number, page layout) was read from the running host's kernel.
+//! Registration is probed: on other hypervisors the `wrmsr` raises #GP,
+//! which [`crate::exception::probe_wrmsr`] turns into "not available", or
+//! is accepted and ignored (QEMU's TCG), which the kernel sees because it
+//! still runs at CPL 0 afterwards; it then unregisters and masks
+//! interrupts with `cli`/`sti` as usual. The ABI
+//! (MSR number, page layout, the pending byte and the port-0x80 request)
+//! was read from the running host's kernel; see `docs/kvm-pvm-native.md`.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -76,7 +77,7 @@ pub fn native() -> bool {
 
 /// Registers the boot CPU's virtual-interrupt-flag page with the
 /// hypervisor if it offers one, so that the kernel runs natively from here
-/// on; returns whether it did. Interrupts must then stay disabled.
+/// on; returns whether it did.
 ///
 /// # Safety
 /// Boot CPU, once, CPL 0, interrupts disabled, after [`gdt::init`] and
@@ -100,7 +101,14 @@ pub unsafe fn init_boot_cpu() -> bool {
     }
     // SAFETY: CPL 0 after the IDT is loaded; on hypervisors without the MSR
     // the probe's #GP is caught, on `kvm_pvm` the write registers the page.
-    let ok = unsafe { crate::exception::probe_wrmsr(MSR_PVM_VIF, page | VIF_ENABLE) };
+    let mut ok = unsafe { crate::exception::probe_wrmsr(MSR_PVM_VIF, page | VIF_ENABLE) };
+    if ok && !running_at_hardware_cpl3() {
+        // Accepted but ignored (QEMU's TCG takes writes to unknown KVM
+        // MSRs): still at CPL 0, where only `cli`/`sti` mask interrupts.
+        // SAFETY: the write was just accepted; 0 unregisters.
+        unsafe { crate::exception::probe_wrmsr(MSR_PVM_VIF, 0) };
+        ok = false;
+    }
     if ok {
         // SAFETY: this CPU's own block; nothing else writes the field.
         unsafe { (*per_cpu).paravirt = 1 };
@@ -109,17 +117,69 @@ pub unsafe fn init_boot_cpu() -> bool {
     ok
 }
 
-/// What [`enable`] says on a native CPU.
-const NEEDS_INTERRUPTS: &str = "this application enables interrupts (threads, sleeping, timers or \
-     networking), which the kernel cannot take while it runs natively on kvm_pvm; run it \
-     without native=on (HERMIT_NATIVE)";
+/// Whether this CPU runs at hardware CPL 3, i.e. natively on `kvm_pvm`:
+/// there `CS` holds the host's user selector (RPL 3) whatever the kernel
+/// loaded; anywhere else it holds the kernel's (RPL 0).
+fn running_at_hardware_cpl3() -> bool {
+    use x86_64::instructions::segmentation::{CS, Segment};
+    CS::get_reg().0 & 3 == 3
+}
+
+/// Registers an application processor's page if the boot CPU registered
+/// its own (the hypervisor is the same), so that this CPU runs natively
+/// too; returns whether it did.
+///
+/// # Safety
+/// On the AP itself, once, CPL 0, interrupts disabled, after
+/// [`gdt::init_cpu`] and [`crate::exception::load`]; its tables must be
+/// identity mapped.
+pub unsafe fn init_ap() -> bool {
+    if !ANY_NATIVE.load(Ordering::Relaxed) {
+        return false;
+    }
+    // SAFETY: forwarded from the caller; the boot CPU's registration proved
+    // that the MSR exists, and the probe still catches a refusal.
+    unsafe { init_boot_cpu() }
+}
+
+/// Reads byte `i` of this CPU's virtual-interrupt-flag page.
+#[inline]
+fn vif_byte<const I: usize>() -> u8 {
+    let value: u8;
+    // SAFETY: only called on a native CPU, whose `GS` base points at its
+    // per-CPU block, `VIF_OFFSET` bytes before its registered page.
+    unsafe {
+        core::arch::asm!(
+            "mov {0}, byte ptr gs:[{off}]",
+            out(reg_byte) value,
+            off = const gdt::VIF_OFFSET + I,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    value
+}
+
+/// Sets this CPU's virtual interrupt flag (byte 0 of its page).
+#[inline]
+fn set_vif(value: u8) {
+    // SAFETY: as in `vif_byte`; the byte is this CPU's and the hypervisor
+    // reads it only while this CPU is stopped. The asm is a compiler
+    // barrier (no `nomem`), like `cli`/`sti`.
+    unsafe {
+        core::arch::asm!(
+            "mov byte ptr gs:[{off}], {0}",
+            in(reg_byte) value,
+            off = const gdt::VIF_OFFSET,
+            options(nostack, preserves_flags)
+        );
+    }
+}
 
 /// Whether interrupts are enabled on this CPU.
 #[inline]
 pub fn are_enabled() -> bool {
     if native() {
-        // Natively interrupts are never enabled (see the module docs).
-        false
+        vif_byte::<0>() != 0
     } else {
         x86_64::instructions::interrupts::are_enabled()
     }
@@ -128,19 +188,26 @@ pub fn are_enabled() -> bool {
 /// Disables interrupts on this CPU.
 #[inline]
 pub fn disable() {
-    if !native() {
+    if native() {
+        set_vif(0);
+    } else {
         x86_64::instructions::interrupts::disable();
     }
 }
 
 /// Enables interrupts on this CPU.
-///
-/// # Panics
-/// On a CPU that runs natively (see the module docs).
 #[inline]
 pub fn enable() {
     if native() {
-        panic!("{NEEDS_INTERRUPTS}");
+        set_vif(1);
+        if vif_byte::<1>() != 0 {
+            // An interrupt arrived while the flag was clear: the trapping
+            // port write makes the hypervisor deliver it now.
+            // SAFETY: port 0x80 (the POST port) has no device behind it;
+            // natively the write traps to the hypervisor.
+            unsafe { core::arch::asm!("out 0x80, al", in("al") 0u8, options(nostack)) };
+        }
+        return;
     }
     x86_64::instructions::interrupts::enable();
 }
@@ -173,12 +240,16 @@ pub fn without<R>(f: impl FnOnce() -> R) -> R {
 /// Enables interrupts and halts until one arrives, without a window in
 /// which an interrupt could be taken between the two (`sti; hlt`).
 ///
-/// # Panics
-/// On a CPU that runs natively (see the module docs).
+/// Natively the pair is the flag store and a trapping `hlt`; an interrupt
+/// delivered between them makes the hypervisor return from that `hlt` at
+/// once (it remembers deliveries since the last halt), so the wake-up is
+/// not lost. The caller rechecks its condition either way.
 #[inline]
 pub fn enable_and_halt() {
     if native() {
-        panic!("{NEEDS_INTERRUPTS}");
+        enable();
+        x86_64::instructions::hlt();
+        return;
     }
     x86_64::instructions::interrupts::enable_and_hlt();
 }

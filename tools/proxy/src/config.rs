@@ -38,8 +38,9 @@ pub struct Config {
     pub mem: u64,
     /// `HERMIT_VERBOSE=1`: print the kernel log when the app ends.
     pub verbose: bool,
-    /// `HERMIT_NATIVE=1`: on a `kvm_pvm` host, run the kernel natively
-    /// (`native=on`), for applications that never enable interrupts.
+    /// `HERMIT_NATIVE` (default 1): on a `kvm_pvm` host the kernel runs
+    /// natively; 0 keeps it emulated (`native=off`). `HERMIT_DEBUG=1`
+    /// implies 0: hardware breakpoints only fire in emulated code.
     pub native: bool,
     /// `HERMIT_KVM` (QEMU only): false means TCG.
     pub kvm: bool,
@@ -308,7 +309,7 @@ impl Config {
             pin,
             mem,
             verbose: flag("HERMIT_VERBOSE", false)?,
-            native: flag("HERMIT_NATIVE", false)?,
+            native: flag("HERMIT_NATIVE", true)?,
             kvm: flag("HERMIT_KVM", true)?,
             debug: flag("HERMIT_DEBUG", false)?,
             log_level,
@@ -324,14 +325,15 @@ impl Config {
     }
 
     /// The kernel command line: the log level, raised to `info` when
-    /// verbose, and `native=on` with `HERMIT_NATIVE=1`.
+    /// verbose, and `native=off` with `HERMIT_NATIVE=0` or `HERMIT_DEBUG=1`.
     pub fn cmdline(&self) -> String {
         let log = match (&self.log_level, self.verbose) {
             (Some(level), _) => Some(format!("log={level}")),
             (None, true) => Some("log=info".to_owned()),
             (None, false) => None,
         };
-        [log, self.native.then(|| "native=on".to_owned())]
+        let emulated = !self.native || self.debug;
+        [log, emulated.then(|| "native=off".to_owned())]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
@@ -484,9 +486,12 @@ mod tests {
         .unwrap();
         assert_eq!((c.isle, c.cpus, c.mem), (Isle::Qemu, 4, 6 << 30));
         assert!(c.verbose && !c.kvm && c.debug);
-        assert_eq!(c.cmdline(), "log=info");
+        // Debugging keeps the kernel emulated, where breakpoints fire.
+        assert_eq!(c.cmdline(), "log=info native=off");
+        let c = cfg(&[("HERMIT_NATIVE", "0"), ("HERMIT_VERBOSE", "1")]).unwrap();
+        assert_eq!(c.cmdline(), "log=info native=off");
         let c = cfg(&[("HERMIT_NATIVE", "1"), ("HERMIT_VERBOSE", "1")]).unwrap();
-        assert_eq!(c.cmdline(), "log=info native=on");
+        assert_eq!(c.cmdline(), "log=info");
         let c = cfg(&[("HERMIT_VERBOSE", "1"), ("HERMIT_LOG_LEVEL", "DEBUG")]).unwrap();
         assert_eq!(c.cmdline(), "log=debug");
     }

@@ -26,10 +26,10 @@ Options:
       --verbose          print the kernel log to stderr when the VM ends
       --log-level LEVEL  kernel log level: off, error, warn, info, debug or
                          trace (passed as log=LEVEL on the kernel command line)
-      --native           on a kvm_pvm host, run the kernel natively instead of
-                         emulated (native=on on the kernel command line); only
-                         for applications that never enable interrupts (no
-                         threads, sleeps or networking)
+      --no-native        on a kvm_pvm host, keep the kernel emulated instead of
+                         running it natively (native=off on the kernel command
+                         line), e.g. for hardware breakpoints; --native (the
+                         default) is accepted too
       --mount HOST:GUEST map the existing host directory HOST at the absolute
                          guest path GUEST (repeatable; HOST may contain ':',
                          GUEST may not). The guest reaches nothing outside
@@ -112,7 +112,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut pin: Option<Vec<usize>> = None;
     let mut verbose = false;
     let mut log_level = None;
-    let mut native = false;
+    let mut native = true;
     let mut mounts: Vec<Mount> = Vec::new();
     let mut netif = None;
     let mut user_net = false;
@@ -146,6 +146,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
             "-h" | "--help" => return Ok(Request::Help),
             "--verbose" => verbose = true,
             "--native" => native = true,
+            "--no-native" => native = false,
             "--mem" => {
                 let v = value("--mem")?;
                 mem = parse_size(&v).ok_or_else(|| {
@@ -320,7 +321,7 @@ fn main() -> ExitCode {
         pin: cli.pin,
         cmdline: [
             cli.log_level.map(|l| format!("log={l}")),
-            cli.native.then(|| "native=on".to_owned()),
+            (!cli.native).then(|| "native=off".to_owned()),
         ]
         .into_iter()
         .flatten()
@@ -416,7 +417,7 @@ mod tests {
                 pin: None,
                 verbose: true,
                 log_level: Some("debug".into()),
-                native: false,
+                native: true,
                 mounts: Vec::new(),
                 netif: None,
                 user_net: false,
