@@ -80,6 +80,25 @@ impl hermit_net::Nic for Card {
 
 static STACK: spin::Once<Result<Stack, Errno>> = spin::Once::new();
 
+/// How long an exiting application's TCP connections may take to deliver
+/// what it wrote.
+#[cfg(feature = "tcp")]
+const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_secs(1);
+
+/// Lets TCP connections deliver what the application wrote before the VM
+/// ends, as Linux keeps a process's sockets sending after it exits (see
+/// `Stack::flush_for_exit`); at most [`EXIT_FLUSH`]. Nothing to do if the
+/// application never used the network.
+#[cfg(feature = "tcp")]
+pub(crate) fn flush_at_exit() {
+    if let Some(Ok(stack)) = STACK.get() {
+        let left = stack.flush_for_exit(EXIT_FLUSH);
+        if left > 0 {
+            log::warn!("net: {left} connection(s) had undelivered data at exit");
+        }
+    }
+}
+
 /// The network stack, started at the first call. Fails with `ENODEV` when
 /// there is no usable card and `EINVAL` when a `HERMIT_*` address variable
 /// is malformed (the reason is printed once on stderr).

@@ -5,6 +5,8 @@ use core::fmt::Debug;
 /// Ends the application with `status`, which becomes the exit status of the
 /// `uhyve`/`proxy` process on the host.
 pub fn exit(status: i32) -> ! {
+    #[cfg(feature = "tcp")]
+    crate::net::flush_at_exit();
     log::info!("application exited with status {status}");
     crate::console::platform_exit(status)
 }

@@ -364,9 +364,9 @@ fn echo_bytes(vm: Vm, total: u64, test: &str) {
     }
     let secs = start.elapsed().as_secs_f64();
     let sent = sender.join().expect("sender");
-    assert_eq!(got, total, "bytes echoed");
-    assert_eq!(hash.0, sent, "checksum of the echoed data");
     let (status, out, err) = guest.finish(Duration::from_secs(60));
+    assert_eq!(got, total, "bytes echoed; guest stdout {out}\nstderr {err}");
+    assert_eq!(hash.0, sent, "checksum of the echoed data");
     assert_eq!(status, Some(0), "stdout {out}\nstderr {err}");
     eprintln!(
         "{test}: echoed {total} bytes in {secs:.1} s ({:.2} MB/s)",

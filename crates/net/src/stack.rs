@@ -124,6 +124,11 @@ impl Inner {
         changed
     }
 
+    /// The live entries of the socket table.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.table.iter().flatten()
+    }
+
     fn update_syn_budget(&mut self) {
         self.device.syn_budget.clear();
         #[cfg(feature = "tcp")]
@@ -425,6 +430,34 @@ impl Stack {
         self.shared
             .platform
             .wait(&self.shared.events, seen, min_deadline(deadline, limit));
+    }
+
+    /// Lets the stack deliver what the application wrote before the VM
+    /// ends, as Linux keeps delivering a process's sockets after it exits:
+    /// closes every open TCP stream gracefully, then polls until every
+    /// connection's data and FIN are acknowledged or `timeout` passes.
+    /// Returns how many connections were still undelivered then.
+    #[cfg(feature = "tcp")]
+    pub fn flush_for_exit(&self, timeout: Duration) -> usize {
+        let deadline = self.shared.deadline_after(timeout);
+        self.shared.with(|inner, _| {
+            crate::tcp::close_all(inner);
+            ((), true)
+        });
+        loop {
+            let left = self
+                .shared
+                .with(|inner, now| {
+                    inner.poll_deadline(now);
+                    (crate::tcp::undelivered(inner), false)
+                })
+                .0;
+            let now = self.shared.platform.now_micros();
+            if left == 0 || now >= deadline {
+                return left;
+            }
+            self.poll_wait(Some(Duration::from_micros(deadline - now)));
+        }
     }
 
     /// The interface's IPv4 address (None while DHCP has no lease).

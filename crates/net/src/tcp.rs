@@ -79,6 +79,53 @@ pub(crate) fn closing_done(sockets: &mut SocketSet<'static>, c: &Closing) -> boo
     }
 }
 
+/// Whether connection `s` has nothing of ours left to deliver: its send
+/// queue is empty (smoltcp keeps bytes until they are acknowledged) and no
+/// FIN of ours waits for its acknowledgement.
+pub(crate) fn delivered(s: &tcp::Socket) -> bool {
+    s.send_queue() == 0
+        && !matches!(
+            s.state(),
+            State::SynSent | State::SynReceived | State::FinWait1 | State::Closing | State::LastAck
+        )
+}
+
+/// Closes every open stream gracefully (its queued data, then a FIN), as
+/// Linux closes a process's sockets when it exits; the `TcpStream`s stay
+/// valid but can send nothing more.
+pub(crate) fn close_all(inner: &mut Inner) {
+    let handles: Vec<SocketHandle> = inner
+        .entries()
+        .filter_map(|e| match e {
+            Entry::Stream(s) => Some(s.handle),
+            _ => None,
+        })
+        .collect();
+    for handle in handles {
+        let s = inner.sockets.get_mut::<tcp::Socket>(handle);
+        if s.may_send() {
+            s.close();
+        }
+    }
+}
+
+/// How many connections, open or closing, still have something of ours
+/// to deliver (see [`delivered`]).
+pub(crate) fn undelivered(inner: &mut Inner) -> usize {
+    let mut handles: Vec<SocketHandle> = inner
+        .entries()
+        .filter_map(|e| match e {
+            Entry::Stream(s) => Some(s.handle),
+            _ => None,
+        })
+        .collect();
+    handles.extend(inner.closing.iter().map(|c| c.handle));
+    handles
+        .into_iter()
+        .filter(|&h| !delivered(inner.sockets.get::<tcp::Socket>(h)))
+        .count()
+}
+
 fn stream(inner: &mut Inner, id: SocketId) -> Result<&mut StreamEntry, Errno> {
     match inner.entry_mut(id) {
         Some(Entry::Stream(s)) => Ok(s),

@@ -351,3 +351,96 @@ fn nonblocking_connect_reports_through_poll() {
     assert_eq!(ok.take_error(), Ok(None));
     assert_eq!(refused.take_error(), Ok(Some(Errno::ECONNREFUSED)));
 }
+
+/// Reads until end of stream; returns what arrived.
+fn read_to_end(stream: &TcpStream) -> Vec<u8> {
+    let mut buf = vec![0; 16 * 1024];
+    let mut got = Vec::new();
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            return got;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// At exit, what the application wrote reaches the peer, on a stream it
+/// dropped and on one it left open: the exit flush waits until every byte
+/// and FIN is acknowledged, here until the peer's application starts
+/// reading and opens its receive window again.
+#[test]
+fn flush_for_exit_delivers_queued_data() {
+    let pair = Pair::new();
+    let (_listener, dropped, dropped_peer) = connected(&pair, 1010);
+    let (_listener2, open, open_peer) = connected(&pair, 1011);
+    // Fill the peer's receive buffer and our send buffer: nonblocking
+    // writes until they say EAGAIN.
+    let mut sent = [Vec::new(), Vec::new()];
+    for (stream, sent) in [&dropped, &open].into_iter().zip(&mut sent) {
+        stream.set_nonblocking(true).unwrap();
+        let chunk = pattern(8 * 1024, sent.len() as u8);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Full once the peer's window closed and our buffer is full too:
+        // EAGAIN even after a pause.
+        let mut again = 0;
+        while again < 2 {
+            match stream.write(&chunk) {
+                Ok(n) => {
+                    sent.extend_from_slice(&chunk[..n]);
+                    again = 0;
+                }
+                Err(Errno::EAGAIN) if Instant::now() < deadline => {
+                    again += 1;
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+    }
+    drop(dropped);
+    // The peer's application reads only after a while.
+    let readers: Vec<_> = [dropped_peer, open_peer]
+        .into_iter()
+        .map(|peer| {
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(300));
+                peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                read_to_end(&peer)
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    assert_eq!(pair.a.flush_for_exit(Duration::from_secs(30)), 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+    // As if the VM had ended: nothing more leaves `a`. Everything was
+    // acknowledged by `b`, so it is all there to read, then end of stream.
+    pair.a_to_b.cut();
+    for (reader, sent) in readers.into_iter().zip(&sent) {
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), sent.len());
+        assert_eq!(checksum(&got), checksum(sent));
+    }
+    // The open stream can send nothing more.
+    assert_eq!(open.write(b"late"), Err(Errno::EPIPE));
+}
+
+/// A peer that never acknowledges cannot hold the exit forever.
+#[test]
+fn flush_for_exit_gives_up_at_its_timeout() {
+    let pair = Pair::new();
+    let (_listener, client, _server) = connected(&pair, 1012);
+    pair.a_to_b.cut();
+    client.write_all(b"into the void").unwrap();
+    let start = Instant::now();
+    assert_eq!(pair.a.flush_for_exit(Duration::from_millis(300)), 1);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}

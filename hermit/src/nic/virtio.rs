@@ -5,6 +5,7 @@
 use hermit_drivers::pci;
 use hermit_drivers::virtio::mmio;
 use hermit_drivers::virtio::net::{self as vnet, RX_QUEUE, TX_QUEUE, VirtioNet};
+use hermit_drivers::virtio::notify::{self, DirectNotify};
 use virtio_drivers::transport::{DeviceType, SomeTransport};
 
 use super::{NIC_VECTOR, OpenError};
@@ -14,7 +15,7 @@ use crate::virtio::KernelHal;
 pub(super) const NAME: &str = "virtio-net";
 
 /// The driver type.
-pub(super) type Nic = VirtioNet<KernelHal, SomeTransport<'static>>;
+pub(super) type Nic = VirtioNet<KernelHal, DirectNotify<SomeTransport<'static>>>;
 
 /// virtio's "no MSI-X vector".
 const NO_VECTOR: u16 = 0xffff;
@@ -67,9 +68,16 @@ fn open_pci(apic_id: u8) -> Result<Option<Nic>, OpenError> {
     .map_err(OpenError::Pci)?;
     let transport =
         vnet::pci_transport::<KernelHal, _>(access, &enabled).map_err(|_| OpenError::NotFound)?;
-    let nic = VirtioNet::new(SomeTransport::from(transport))
-        .map_err(|_| OpenError::Driver("virtio-net did not start"))?;
     let common = vnet::common_cfg_address(&access, &enabled).ok_or(OpenError::NoInterrupt)?;
+    // SAFETY: the common configuration lies in an assigned BAR in the
+    // identity map, and nothing else selects queues yet.
+    let registers =
+        unsafe { notify::pci_notify_registers(&access, &enabled, common as *mut u8, 2) };
+    // SAFETY: the registers were read from this function's notification
+    // capability and lie in its assigned BAR, mapped for the kernel's life.
+    let transport = unsafe { DirectNotify::new(SomeTransport::from(transport), registers) };
+    let nic =
+        VirtioNet::new(transport).map_err(|_| OpenError::Driver("virtio-net did not start"))?;
     // SAFETY: the common configuration lies in an assigned BAR in the
     // identity map; the driver does not select queues after set-up.
     unsafe {
@@ -94,7 +102,8 @@ fn open_mmio(apic_id: u8) -> Result<Nic, OpenError> {
         else {
             continue;
         };
-        let nic = VirtioNet::new(SomeTransport::from(transport))
+        // virtio-mmio notifies with one register write already.
+        let nic = VirtioNet::new(DirectNotify::through(SomeTransport::from(transport)))
             .map_err(|_| OpenError::Driver("virtio-net did not start"))?;
         MMIO_ACK.store(base as usize, core::sync::atomic::Ordering::Release);
         super::route_gsi(MICROVM_MMIO_GSI_BASE + slot as u32, apic_id)?;

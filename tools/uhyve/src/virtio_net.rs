@@ -44,6 +44,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT, Reader, Writer};
 use vm_memory::GuestMemoryMmap;
@@ -571,14 +572,31 @@ impl Inner {
     }
 
     /// Moves TX chains to the backend; runs on a vCPU thread.
-    fn process_tx(&mut self, mem: &GuestMemoryMmap, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
+    /// Sends what the driver queued; returns how many frames. With
+    /// `rearm`, asks for a notify for the next frame before returning (the
+    /// worker is about to sleep); without, notifies stay off (it polls).
+    fn process_tx(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        msi: &dyn VmHooks,
+        stats: &Mutex<Stats>,
+        rearm: bool,
+    ) -> u32 {
         if !self.queue_live(TX, mem) {
-            return;
+            return 0;
         }
         let mut used = 0u32;
         let mut error = None;
+        // No notifies while this worker drains or polls the ring: each one
+        // is a VM exit. They are enabled again before the worker sleeps.
+        if let Err(e) = self.queues[TX].queue.disable_notification(mem) {
+            error = Some(format!("bad TX ring: {e}"));
+        }
         // Bounded: another vCPU could keep the ring busy forever.
         'rounds: for _ in 0..4 {
+            if error.is_some() {
+                break;
+            }
             loop {
                 let q = &mut self.queues[TX].queue;
                 let chain = match q.iter(mem) {
@@ -623,6 +641,9 @@ impl Inner {
                     break 'rounds;
                 }
             }
+            if !rearm {
+                break;
+            }
             match self.queues[TX].queue.enable_notification(mem) {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -643,6 +664,7 @@ impl Inner {
         if let Some(why) = error {
             self.fail(&why, msi, stats);
         }
+        used
     }
 
     /// Whether the worker should poll the backend.
@@ -652,15 +674,26 @@ impl Inner {
 
     /// Moves waiting frames from the backend into RX buffers; runs on the
     /// worker thread.
-    fn process_rx(&mut self, mem: &GuestMemoryMmap, msi: &dyn VmHooks, stats: &Mutex<Stats>) {
+    fn process_rx(
+        &mut self,
+        mem: &GuestMemoryMmap,
+        msi: &dyn VmHooks,
+        stats: &Mutex<Stats>,
+    ) -> u32 {
         if !self.wants_frames(mem) {
-            return;
+            return 0;
         }
         let mut used = 0u32;
         let mut error = None;
         let mut rechecked = false;
         self.frame.resize(HDR_LEN + MAX_FRAME, 0);
-        loop {
+        // The driver need not notify buffers it posts while the device has
+        // some (each notify is a VM exit); notifies are wanted again only
+        // once the device runs out (below).
+        if let Err(e) = self.queues[RX].queue.disable_notification(mem) {
+            error = Some(format!("bad RX ring: {e}"));
+        }
+        while error.is_none() {
             let q = &mut self.queues[RX].queue;
             let chain = match q.iter(mem) {
                 Ok(mut it) => it.next(),
@@ -734,6 +767,7 @@ impl Inner {
         if let Some(why) = error {
             self.fail(&why, msi, stats);
         }
+        used
     }
 }
 
@@ -882,7 +916,9 @@ impl VirtioNet {
                     inner.rx_starved = false;
                     self.kick_worker();
                 }
-                1 => inner.process_tx(mem, msi, stats),
+                1 => {
+                    inner.process_tx(mem, msi, stats, true);
+                }
                 _ => {}
             },
             MSIX_TABLE..MSIX_PBA => {
@@ -953,9 +989,31 @@ impl Drop for Worker {
 
 impl VirtioNet {
     fn run_worker(&self) {
+        // Until this instant the worker polls instead of sleeping (busy
+        // polling after traffic, with the driver's TX notifies off): a
+        // notify is a VM exit plus a wake-up of this thread, which on the
+        // development host cost more than the frame itself.
+        let mut poll_until: Option<Instant> = None;
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return;
+            }
+            let polling = poll_until.is_some_and(|t| Instant::now() < t);
+            if !polling {
+                poll_until = None;
+                // About to sleep: ask for TX notifies again, unless frames
+                // came in the meantime.
+                let mut inner = lock(&self.inner);
+                if inner.queue_live(TX, &self.mem) {
+                    match inner.queues[TX].queue.enable_notification(&self.mem) {
+                        Ok(false) => {}
+                        // New frames (or a broken ring, which the next
+                        // round reports): do not sleep.
+                        _ => {
+                            poll_until = Some(Instant::now());
+                        }
+                    }
+                }
             }
             let want = lock(&self.inner).wants_frames(&self.mem);
             let mut fds = [
@@ -981,8 +1039,9 @@ impl VirtioNet {
                     revents: 0,
                 },
             ];
+            let timeout = if poll_until.is_some() { 0 } else { -1 };
             // SAFETY: `fds` is a valid array of pollfds of the length given.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -997,16 +1056,22 @@ impl VirtioNet {
             let mut inner = lock(&self.inner);
             if fds[2].revents != 0 {
                 let _ = self.notify[TX].read();
-                inner.process_tx(&self.mem, &*self.hooks, &self.stats);
             }
+            let mut frames = inner.process_tx(&self.mem, &*self.hooks, &self.stats, false);
             if fds[1].revents != 0 {
                 let _ = self.notify[RX].read();
                 inner.rx_starved = false;
             }
-            inner.process_rx(&self.mem, &*self.hooks, &self.stats);
+            frames += inner.process_rx(&self.mem, &*self.hooks, &self.stats);
+            if frames > 0 {
+                poll_until = Some(Instant::now() + BUSY_POLL);
+            }
         }
     }
 }
+
+/// How long the worker keeps polling after its last frame.
+const BUSY_POLL: Duration = Duration::from_micros(50);
 
 #[cfg(test)]
 mod tests;

@@ -249,8 +249,13 @@ impl State {
                 self.guest_frame(frame, now);
             }
             self.dispatch(now);
-            self.pump_all();
+            let finished = self.pump_all();
             self.iface.poll(now_ts(), &mut self.link, &mut self.sockets);
+            // Only now: that poll sent what the finished sockets still owed
+            // the guest, such as the ACK of its data and FIN.
+            for id in finished {
+                self.remove_conn(id);
+            }
             self.housekeeping(now);
             let timeout = self.build_pollfds();
             if let Err(e) = sys::poll(&mut self.pollfds, Some(timeout)) {
@@ -543,13 +548,11 @@ impl State {
         }
     }
 
-    fn pump_all(&mut self) {
+    /// Pumps every connection; returns those that are finished, to be
+    /// removed after the interface's next poll.
+    fn pump_all(&mut self) -> Vec<u64> {
         let ids: Vec<u64> = self.conns.keys().copied().collect();
-        for id in ids {
-            if self.pump(id) {
-                self.remove_conn(id);
-            }
-        }
+        ids.into_iter().filter(|&id| self.pump(id)).collect()
     }
 
     /// Moves data both ways for one connection; true when it is finished.

@@ -3,3 +3,4 @@
 pub mod console;
 pub mod mmio;
 pub mod net;
+pub mod notify;

@@ -27,7 +27,7 @@ use crate::nic::{MAX_FRAME, Nic, TxError};
 use crate::pci::{ConfigAccess, Enabled, VirtioCam};
 
 /// Descriptors per queue.
-pub const QUEUE_SIZE: usize = 16;
+pub const QUEUE_SIZE: usize = 256;
 /// Buffer size: a full frame plus the virtio-net header (12 bytes with
 /// VERSION_1, 10 for legacy devices).
 const BUFFER: usize = 2048;
@@ -239,7 +239,8 @@ pub fn pci_transport<H: Hal, C: ConfigAccess + Copy>(
 const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
 /// Offsets in the common configuration structure (virtio 1.x, 4.1.4.3).
 const COMMON_MSIX_CONFIG: usize = 0x10;
-const COMMON_QUEUE_SELECT: usize = 0x16;
+pub(crate) const COMMON_QUEUE_SELECT: usize = 0x16;
+pub(crate) const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1e;
 const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1a;
 
 /// Physical address of the common configuration structure of an enabled

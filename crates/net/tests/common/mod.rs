@@ -94,6 +94,8 @@ pub struct Link {
     faults: Faults,
     rng: AtomicU64,
     pub frames: AtomicU64,
+    /// Set by [`Link::cut`]: every frame is lost from then on.
+    cut: AtomicBool,
 }
 
 impl Link {
@@ -104,7 +106,13 @@ impl Link {
             faults,
             rng: AtomicU64::new(seed | 1),
             frames: AtomicU64::new(0),
+            cut: AtomicBool::new(false),
         })
+    }
+
+    /// Cuts the wire: frames sent from now on are lost.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
     }
 }
 
@@ -139,7 +147,7 @@ impl Nic for WireNic {
         self.tx.frames.fetch_add(1, Ordering::Relaxed);
         let faults = self.tx.faults;
         let roll = |per_mille: u64| per_mille > 0 && xorshift(&self.tx.rng) % 1000 < per_mille;
-        if roll(faults.drop_per_mille) {
+        if roll(faults.drop_per_mille) || self.tx.cut.load(Ordering::Relaxed) {
             return Ok(());
         }
         {
