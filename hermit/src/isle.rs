@@ -275,7 +275,20 @@ impl Notify for IsleNotify {
         let _ = crate::sync::futex::wait(&RINGS, seen, Some(deadline));
         CONSUMED.store(RINGS.load(Ordering::Acquire), Ordering::Release);
     }
+
+    /// An isle owns its cores, and a doorbell (a hypercall, a message to
+    /// the other isle's hypervisor, an injected interrupt) or a nap costs
+    /// hundreds of microseconds; spinning about a millisecond first keeps
+    /// large messages streaming (1 MiB ping-pong between two uhyve isles:
+    /// 130 MB/s with the default budget, 8 GB/s with this one).
+    fn spins_before_sleep(&self) -> u32 {
+        ISLE_SPINS_BEFORE_SLEEP
+    }
 }
+
+/// [`IsleNotify`]'s spin budget: about 1 ms of `pause`s on the development
+/// host.
+const ISLE_SPINS_BEFORE_SLEEP: u32 = 40_000;
 
 /// What the doorbell interrupt calls after counting a ring: set by the
 /// first [`notify`], so that images that never wait on a doorbell do not

@@ -85,8 +85,6 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"iRCE");
 /// Layout version this build speaks.
 pub const VERSION: u32 = 1;
 
-/// Spins on a condition before announcing sleep and waiting for a doorbell.
-const SPINS_BEFORE_SLEEP: u32 = 2000;
 /// Longest single doorbell wait (bounds the cost of a lost race).
 const SLEEP_STEP: Duration = Duration::from_millis(1);
 
@@ -363,8 +361,9 @@ impl<R: Region, N: Notify> Ircce<R, N> {
     /// the ones whose writers ring this UE).
     pub(crate) fn wait_for(&self, mut ready: impl FnMut() -> bool) {
         let mut spins = 0;
+        let budget = self.notify.spins_before_sleep();
         while !ready() {
-            if spins < SPINS_BEFORE_SLEEP {
+            if spins < budget {
                 spins += 1;
                 core::hint::spin_loop();
                 continue;

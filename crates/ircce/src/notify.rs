@@ -19,7 +19,18 @@ pub trait Notify {
     /// Blocks `me` until its doorbell rang (consuming it) or about `timeout`
     /// passed; may return spuriously.
     fn wait(&self, me: usize, timeout: Duration);
+    /// How many `spin_loop` rounds a waiter polls its condition before it
+    /// announces sleep and calls [`Notify::wait`]. Short by default, right
+    /// where UEs share cores; longer pays where each UE owns a core and a
+    /// doorbell costs much more than the spin (isles on a hypervisor).
+    fn spins_before_sleep(&self) -> u32 {
+        DEFAULT_SPINS_BEFORE_SLEEP
+    }
 }
+
+/// [`Notify::spins_before_sleep`]'s default: about 50 µs of `pause`s on
+/// the development host.
+pub const DEFAULT_SPINS_BEFORE_SLEEP: u32 = 2000;
 
 impl<N: Notify + ?Sized> Notify for &N {
     fn ring(&self, target: usize) {
@@ -27,6 +38,9 @@ impl<N: Notify + ?Sized> Notify for &N {
     }
     fn wait(&self, me: usize, timeout: Duration) {
         (**self).wait(me, timeout)
+    }
+    fn spins_before_sleep(&self) -> u32 {
+        (**self).spins_before_sleep()
     }
 }
 
@@ -37,6 +51,9 @@ impl<N: Notify + ?Sized> Notify for Arc<N> {
     fn wait(&self, me: usize, timeout: Duration) {
         (**self).wait(me, timeout)
     }
+    fn spins_before_sleep(&self) -> u32 {
+        (**self).spins_before_sleep()
+    }
 }
 
 impl<N: Notify + ?Sized> Notify for Box<N> {
@@ -45,6 +62,9 @@ impl<N: Notify + ?Sized> Notify for Box<N> {
     }
     fn wait(&self, me: usize, timeout: Duration) {
         (**self).wait(me, timeout)
+    }
+    fn spins_before_sleep(&self) -> u32 {
+        (**self).spins_before_sleep()
     }
 }
 
