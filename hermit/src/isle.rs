@@ -27,7 +27,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 
 use hermit_interface::isle::{
-    DOORBELL_VECTOR, FLAG_DOORBELL, IRCCE_OFFSET, Location, MMNIF_OFFSET, MMNIF_SIZE, RegionFault,
+    DOORBELL_VECTOR, FLAG_DEDICATED_CORES, FLAG_DOORBELL, IRCCE_OFFSET, Location, MMNIF_OFFSET,
+    MMNIF_SIZE, RegionFault,
 };
 use hermit_interface::{IsleInfo, Platform, hypercall};
 
@@ -212,7 +213,10 @@ pub(crate) fn notify() -> IsleNotify {
     if doorbells {
         WAKER.call_once(|| wake_waiters);
     }
-    IsleNotify { doorbells }
+    IsleNotify {
+        doorbells,
+        dedicated: info.flags & FLAG_DEDICATED_CORES != 0,
+    }
 }
 
 /// Attaches this isle to the region's iRCCE part as UE [`id`] of
@@ -235,6 +239,8 @@ static CONSUMED: AtomicU32 = AtomicU32::new(0);
 #[derive(Clone, Copy, Debug)]
 pub struct IsleNotify {
     doorbells: bool,
+    /// The hypervisor pinned every vCPU to a core of its own.
+    dedicated: bool,
 }
 
 impl IsleNotify {
@@ -276,18 +282,25 @@ impl Notify for IsleNotify {
         CONSUMED.store(RINGS.load(Ordering::Acquire), Ordering::Release);
     }
 
-    /// An isle owns its cores, and a doorbell (a hypercall, a message to
-    /// the other isle's hypervisor, an injected interrupt) or a nap costs
-    /// hundreds of microseconds; spinning about a millisecond first keeps
-    /// large messages streaming (1 MiB ping-pong between two uhyve isles:
-    /// 130 MB/s with the default budget, 8 GB/s with this one).
+    /// An isle on cores of its own (uhyve with a `HERMIT_CPUS` core list)
+    /// spins up to about a millisecond before it sleeps: a doorbell (a
+    /// hypercall, a message to the other isle's hypervisor, an injected
+    /// interrupt) costs hundreds of microseconds, and with the default
+    /// budget large messages fall to that path (1 MiB ping-pong between two
+    /// pinned uhyve isles: 130 MB/s instead of 6-8 GB/s). Unpinned isles may
+    /// share cores, where spinning only keeps the peer from running: they
+    /// keep the default.
     fn spins_before_sleep(&self) -> u32 {
-        ISLE_SPINS_BEFORE_SLEEP
+        if self.dedicated {
+            ISLE_SPINS_BEFORE_SLEEP
+        } else {
+            hermit_ircce::notify::DEFAULT_SPINS_BEFORE_SLEEP
+        }
     }
 }
 
-/// [`IsleNotify`]'s spin budget: about 1 ms of `pause`s on the development
-/// host.
+/// [`IsleNotify`]'s spin budget on dedicated cores: about 1 ms of
+/// `pause`s on the development host.
 const ISLE_SPINS_BEFORE_SLEEP: u32 = 40_000;
 
 /// What the doorbell interrupt calls after counting a ring: set by the

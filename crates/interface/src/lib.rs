@@ -206,8 +206,9 @@ pub struct IsleInfo {
     pub region: PhysSlice,
     /// This isle's number, `0..isle::MAX_ISLES`, or [`isle::NOT_AN_ISLE`].
     pub index: u32,
-    /// [`isle::FLAG_DOORBELL`] when [`hypercall::Nr::Doorbell`] works;
-    /// otherwise waiters poll.
+    /// [`isle::FLAG_DOORBELL`] when [`hypercall::Nr::Doorbell`] works
+    /// (otherwise waiters poll), [`isle::FLAG_DEDICATED_CORES`] when the
+    /// isle's vCPUs are pinned.
     pub flags: u32,
 }
 
@@ -286,6 +287,10 @@ pub mod isle {
     pub const DOORBELL_VECTOR: u8 = 0x31;
     /// [`super::IsleInfo::flags`]: doorbells are delivered.
     pub const FLAG_DOORBELL: u32 = 1;
+    /// [`super::IsleInfo::flags`]: every vCPU of this isle is pinned to a
+    /// host core of its own (a core list in `HERMIT_CPUS`), so its waiters
+    /// may spin longer before they sleep.
+    pub const FLAG_DEDICATED_CORES: u32 = 2;
     /// The mmnif subnet.
     pub const SUBNET: [u8; 4] = [192, 168, 28, 0];
     /// The mmnif subnet's prefix length.

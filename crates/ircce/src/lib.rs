@@ -356,12 +356,13 @@ impl<R: Region, N: Notify> Ircce<R, N> {
         }
     }
 
-    /// Spins until `ready` holds, then sleeps on the doorbell between checks.
-    /// `ready` must only depend on flags in this UE's own lines (those are
-    /// the ones whose writers ring this UE).
+    /// Spins until `ready` holds ([`Notify::spins_before_sleep`] rounds at
+    /// most), then sleeps on the doorbell between checks. `ready` must only
+    /// depend on flags in this UE's own lines (those are the ones whose
+    /// writers ring this UE).
     pub(crate) fn wait_for(&self, mut ready: impl FnMut() -> bool) {
-        let mut spins = 0;
         let budget = self.notify.spins_before_sleep();
+        let mut spins = 0;
         while !ready() {
             if spins < budget {
                 spins += 1;

@@ -593,3 +593,41 @@ fn ping_pong_figures() {
         memcpy / 1e6
     );
 }
+
+/// A waiter spins the notifier's budget before it sleeps, then re-checks
+/// after every doorbell wait.
+#[test]
+fn waiters_spin_the_notifiers_budget_before_sleeping() {
+    use std::rc::Rc;
+    struct Counting(Rc<core::cell::Cell<u32>>);
+    impl Notify for Counting {
+        fn ring(&self, _target: usize) {}
+        fn wait(&self, _me: usize, _timeout: core::time::Duration) {
+            self.0.set(self.0.get() + 1);
+        }
+        fn spins_before_sleep(&self) -> u32 {
+            123
+        }
+    }
+    let config = Config::new(1);
+    let len = Layout::new(&config).unwrap().total;
+    let waits = Rc::new(core::cell::Cell::new(0));
+    let ue = Ircce::init(AtomicRegion::new(len), Counting(waits.clone()), 0, config).unwrap();
+    // Ready after 100 checks: no sleep.
+    let mut checks = 0;
+    ue.wait_for(|| {
+        checks += 1;
+        checks > 100
+    });
+    assert_eq!(waits.get(), 0);
+    // Ready after the 2nd doorbell wait: a check before each of the 123
+    // spins, two per sleep round (the loop's and the one right after
+    // announcing sleep), and the final, successful one.
+    let mut checks = 0;
+    ue.wait_for(|| {
+        checks += 1;
+        waits.get() >= 2
+    });
+    assert_eq!(waits.get(), 2);
+    assert_eq!(checks, 123 + 2 * 2 + 1);
+}

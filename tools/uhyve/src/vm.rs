@@ -209,7 +209,8 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     let tsc_khz = vcpu.get_tsc_khz().map_or(0, u64::from);
 
-    let isle_info = isle.as_ref().map_or(IsleInfo::NONE, IsleVm::info);
+    let dedicated = pins.iter().all(Option::is_some);
+    let isle_info = isle.as_ref().map_or(IsleInfo::NONE, |i| i.info(dedicated));
     let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz, isle_info)?;
     let bias = layout.image.wrapping_sub(image.link_start());
     drop(file);
@@ -292,15 +293,21 @@ struct LogCopy {
 }
 
 impl IsleVm {
-    /// What the guest's `BootInfo::isle` says.
-    fn info(&self) -> IsleInfo {
+    /// What the guest's `BootInfo::isle` says; `dedicated` when every vCPU
+    /// is pinned to a host core of its own.
+    fn info(&self, dedicated: bool) -> IsleInfo {
         IsleInfo {
             region: PhysSlice {
                 addr: isle::REGION_GPA,
                 len: self.isle.region_len(),
             },
             index: self.isle.index(),
-            flags: isle::FLAG_DOORBELL,
+            flags: isle::FLAG_DOORBELL
+                | if dedicated {
+                    isle::FLAG_DEDICATED_CORES
+                } else {
+                    0
+                },
         }
     }
 }
