@@ -122,8 +122,9 @@ static WALL_AT_ZERO: spin::Once<(u64, WallClockSource)> = spin::Once::new();
 /// at `boot_tsc` (the TSC at kernel entry).
 ///
 /// Boot-time, CPL 0 (the KVM clock writes MSRs); runs once on the boot CPU
-/// before any other CPU starts. Measured cost: ~34 µs under uhyve (about
-/// 70 instructions, each emulated at CPL 0 by this host's software KVM),
+/// before any other CPU starts. Measured cost: ~34 µs under uhyve with the
+/// kernel emulated (about 70 instructions, each emulated at CPL 0 by this
+/// host's software KVM with `HERMIT_NATIVE=0`),
 /// ~170 µs under QEMU with KVM (CPUIDs and three MSR writes), ~10 ms under
 /// QEMU's TCG (PIT calibration).
 pub(crate) fn init(info: &BootInfo, platform: Platform, boot_tsc: u64) {

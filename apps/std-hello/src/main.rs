@@ -37,8 +37,8 @@ fn main() {
     }
     println!("'the' occurs {} times", words["the"]);
     println!("two pi is about {:.5}", std::f64::consts::PI * 2.0);
-    // Small on purpose: the kernel runs this code at CPL 0, which this
-    // machine's KVM emulates instruction by instruction.
+    // Small on purpose: with HERMIT_NATIVE=0 this machine's KVM emulates
+    // this code instruction by instruction.
     let boxed: Vec<Box<[u8]>> = (0..20)
         .map(|i| vec![i as u8; 64].into_boxed_slice())
         .collect();

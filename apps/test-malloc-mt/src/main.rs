@@ -35,7 +35,8 @@ use hermit::{println, thread};
 hermit::entry!(main);
 
 /// Default operations per thread: a few seconds on one CPU under uhyve on
-/// a host whose KVM emulates every kernel-mode instruction.
+/// a host whose KVM emulates every kernel-mode instruction (the development
+/// host with `HERMIT_NATIVE=0`).
 const DEFAULT_OPS: usize = 2000;
 /// Blocks a thread keeps alive at once (more live blocks, more chances for
 /// an overlap to show).
@@ -124,8 +125,9 @@ const STRIDE: usize = 512;
 /// last [`EDGE`] bytes, and every word at an address that is a multiple of
 /// [`STRIDE`].
 ///
-/// Filling whole blocks would be more thorough, but this host's KVM
-/// emulates every kernel-mode instruction, and whole 64 KiB blocks made
+/// Filling whole blocks would be more thorough, but where KVM emulates
+/// every kernel-mode instruction (`HERMIT_NATIVE=0` on the development
+/// host), whole 64 KiB blocks made
 /// the test crawl at under 100 operations per second. Because the sampled
 /// words sit at the same absolute addresses for every block, two blocks
 /// that overlap by `STRIDE` bytes or more both write at least one common

@@ -151,7 +151,8 @@ impl Bench {
     }
 
     /// Operations per repetition when `--iters` is not given: small enough
-    /// for a guest whose kernel code is emulated instruction by instruction.
+    /// for a guest whose kernel code is emulated instruction by instruction
+    /// (`HERMIT_NATIVE=0` on the development host).
     pub const fn default_iters(self) -> u32 {
         match self {
             Self::SpawnJoin => 100,
