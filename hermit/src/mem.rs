@@ -218,52 +218,191 @@ unsafe impl Source for FrameHeap {
 static TALC: talc::TalcLock<spinning_top::RawSpinlock, FrameHeap> =
     talc::TalcLock::new(FrameHeap { end: 0 });
 
-/// The kernel heap: `talc`, plus a count of the bytes handed out. Interrupts
-/// are off while talc's lock is held: the timer may switch tasks, and a
-/// task switched away while holding the heap lock would make every other
-/// allocation on its core spin, including those made with interrupts off
-/// (freeing an exited task's stack), which would never end.
-struct Heap {
-    in_use: core::sync::atomic::AtomicUsize,
+/// Free blocks each CPU keeps per size class (see [`mm::cache`]).
+const CACHE_BLOCKS: usize = 32;
+/// CPUs with a heap cache of their own (one without `smp`).
+#[cfg(feature = "smp")]
+const HEAP_CPUS: usize = crate::sched::MAX_CPUS;
+#[cfg(not(feature = "smp"))]
+const HEAP_CPUS: usize = 1;
+
+/// One CPU's cache of small blocks and its share of the bytes in use, on a
+/// cache line of its own, so that CPUs allocating at once neither take the
+/// heap's lock nor pass a counter's line back and forth.
+#[repr(align(64))]
+struct CpuHeap {
+    cache: core::cell::UnsafeCell<mm::BlockCache<CACHE_BLOCKS>>,
+    in_use: core::sync::atomic::AtomicIsize,
 }
+
+// SAFETY: `cache` is only used through `CpuHeap::with_cache`, by the CPU
+// the entry belongs to, with interrupts off, so never by two contexts at
+// once; `in_use` is atomic.
+unsafe impl Sync for CpuHeap {}
+
+static CPU_HEAPS: [CpuHeap; HEAP_CPUS] = [const {
+    CpuHeap {
+        cache: core::cell::UnsafeCell::new(mm::BlockCache::new()),
+        in_use: core::sync::atomic::AtomicIsize::new(0),
+    }
+}; HEAP_CPUS];
+
+/// This CPU's entry. Interrupts must be off (a task could move to another
+/// CPU between reading the CPU index and using the entry).
+fn this_cpu_heap() -> &'static CpuHeap {
+    #[cfg(feature = "smp")]
+    let cpu = arch_x86_64::gdt::this_cpu() as usize;
+    #[cfg(not(feature = "smp"))]
+    let cpu = 0;
+    // A CPU index is below MAX_CPUS (the scheduler parks any other AP);
+    // the last entry catches a bug rather than reading out of bounds.
+    CPU_HEAPS.get(cpu).unwrap_or(&CPU_HEAPS[HEAP_CPUS - 1])
+}
+
+impl CpuHeap {
+    /// Runs `f` on this CPU's cache with interrupts off.
+    fn with_cache<R>(f: impl FnOnce(&mut mm::BlockCache<CACHE_BLOCKS>) -> R) -> R {
+        without_interrupts(|| {
+            // SAFETY: see `unsafe impl Sync`: this CPU's entry, interrupts
+            // off, and `f` cannot reach this function again (the heap's
+            // block source never allocates through it).
+            f(unsafe { &mut *this_cpu_heap().cache.get() })
+        })
+    }
+}
+
+/// Blocks of a size class straight from talc, under one hold of its lock.
+struct TalcBlocks;
+
+impl TalcBlocks {
+    fn layout(class: usize) -> Layout {
+        let size = mm::cache::block_size(class);
+        // Powers of two from 16 to 4096: always a valid layout.
+        Layout::from_size_align(size, size).unwrap_or_else(|_| unreachable!())
+    }
+}
+
+impl mm::BlockSource for TalcBlocks {
+    fn take(&mut self, class: usize, out: &mut [usize]) -> usize {
+        let layout = Self::layout(class);
+        let mut talc = TALC.lock();
+        for (i, slot) in out.iter_mut().enumerate() {
+            // SAFETY: `layout` has a nonzero size.
+            match unsafe { talc.allocate(layout) } {
+                Some(p) => *slot = p.as_ptr() as usize,
+                None => return i,
+            }
+        }
+        out.len()
+    }
+
+    fn give(&mut self, class: usize, blocks: &[usize]) {
+        let layout = Self::layout(class);
+        let mut talc = TALC.lock();
+        for &b in blocks {
+            // SAFETY: the caches only hold blocks `take` got from talc with
+            // this class's layout, each given back once.
+            unsafe { talc.deallocate(b as *mut u8, layout) };
+        }
+    }
+}
+
+/// The kernel heap: `talc`, with per-CPU caches of small blocks
+/// ([`mm::cache`]) in front of it, plus a count of the bytes handed out.
+/// Interrupts are off while talc's lock or a CPU's cache is held: the timer
+/// may switch tasks, and a task switched away while holding the heap lock
+/// would make every other allocation on its core spin, including those made
+/// with interrupts off (freeing an exited task's stack), which would never
+/// end.
+struct Heap;
 
 // With Rust std (target_os = "hermit"), std's `System` allocator is the
 // global one and reaches this heap through `sys_malloc` & co.
 #[cfg_attr(target_os = "none", global_allocator)]
-static HEAP: Heap = Heap {
-    in_use: core::sync::atomic::AtomicUsize::new(0),
-};
+static HEAP: Heap = Heap;
 
-// SAFETY: every call is forwarded unchanged to talc's allocator, which is a
-// correct `GlobalAlloc`; the counter has no effect on the memory returned.
+impl Heap {
+    fn count(delta: isize) {
+        this_cpu_heap()
+            .in_use
+            .fetch_add(delta, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// SAFETY: small requests get a block of their size class, at least as large
+// and as aligned as asked (`class_of`), which only that request owns until
+// it is freed into a cache with the same class (computed from the same
+// layout); everything else is forwarded unchanged to talc's allocator, a
+// correct `GlobalAlloc`. The counters have no effect on the memory.
 unsafe impl core::alloc::GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = without_interrupts(|| unsafe { TALC.alloc(layout) });
-        if !p.is_null() {
-            self.in_use
-                .fetch_add(layout.size(), core::sync::atomic::Ordering::Relaxed);
+        let p = match mm::cache::class_of(layout.size(), layout.align()) {
+            Some(class) => without_interrupts(|| {
+                Self::count(layout.size() as isize);
+                CpuHeap::with_cache(|c| c.take(class, &mut TalcBlocks))
+                    .map_or(core::ptr::null_mut(), |b| b as *mut u8)
+            }),
+            None => without_interrupts(|| {
+                Self::count(layout.size() as isize);
+                // SAFETY: forwarded with the caller's guarantees.
+                unsafe { TALC.alloc(layout) }
+            }),
+        };
+        if p.is_null() {
+            without_interrupts(|| Self::count(-(layout.size() as isize)));
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.in_use
-            .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's guarantees.
-        without_interrupts(|| unsafe { TALC.dealloc(ptr, layout) });
+        without_interrupts(|| {
+            Self::count(-(layout.size() as isize));
+            match mm::cache::class_of(layout.size(), layout.align()) {
+                Some(class) => {
+                    CpuHeap::with_cache(|c| c.give(class, ptr as usize, &mut TalcBlocks));
+                }
+                // SAFETY: forwarded with the caller's guarantees.
+                None => unsafe { TALC.dealloc(ptr, layout) },
+            }
+        });
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let p = without_interrupts(|| unsafe { TALC.realloc(ptr, layout, new_size) });
-        if !p.is_null() {
-            self.in_use
-                .fetch_sub(layout.size(), core::sync::atomic::Ordering::Relaxed);
-            self.in_use
-                .fetch_add(new_size, core::sync::atomic::Ordering::Relaxed);
+        let old = mm::cache::class_of(layout.size(), layout.align());
+        let new = mm::cache::class_of(new_size, layout.align());
+        match (old, new) {
+            (None, None) => {
+                // Both large: talc can often resize in place.
+                // SAFETY: forwarded with the caller's guarantees.
+                let p = without_interrupts(|| unsafe { TALC.realloc(ptr, layout, new_size) });
+                if !p.is_null() {
+                    without_interrupts(|| Self::count(new_size as isize - layout.size() as isize));
+                }
+                p
+            }
+            // The block already has room (its class's size).
+            (Some(a), Some(b)) if a == b => {
+                without_interrupts(|| Self::count(new_size as isize - layout.size() as isize));
+                ptr
+            }
+            _ => {
+                // SAFETY: `new_size` is nonzero and, rounded up to the
+                // alignment, fits `isize` (the caller's guarantees).
+                let new_layout =
+                    unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+                // SAFETY: as for `alloc`.
+                let p = unsafe { self.alloc(new_layout) };
+                if !p.is_null() {
+                    // SAFETY: both blocks are live and distinct, and each
+                    // holds at least the bytes copied.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                }
+                p
+            }
         }
-        p
     }
 }
 
@@ -306,5 +445,9 @@ pub(crate) unsafe fn kernel_realloc(ptr: *mut u8, layout: Layout, new_size: usiz
 
 /// Bytes of heap memory currently allocated (requested sizes).
 pub fn heap_in_use() -> usize {
-    HEAP.in_use.load(core::sync::atomic::Ordering::Relaxed)
+    let total: isize = CPU_HEAPS
+        .iter()
+        .map(|h| h.in_use.load(core::sync::atomic::Ordering::Relaxed))
+        .sum();
+    total.max(0) as usize
 }

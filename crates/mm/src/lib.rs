@@ -8,7 +8,9 @@
 //! manages, contains no `unsafe` code and needs no heap, so the kernel can use
 //! it before its heap exists, and its tests run on the host against an
 //! emulated page table. It is not a page-table walker (the real
-//! [`PageMapper`] lives in `arch-x86_64`) and not a heap allocator.
+//! [`PageMapper`] lives in `arch-x86_64`) and not a heap allocator (the
+//! kernel's heap is `talc`; [`BlockCache`] only keeps small blocks of it
+//! per CPU, as addresses).
 //!
 //! Missing: TLB shootdown on other CPUs (a [`PageMapper`] only has to flush
 //! the local TLB), 1 GiB pages, user address spaces, freeing page-table
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+pub mod cache;
 #[cfg(test)]
 mod fake;
 mod frame;
@@ -40,6 +43,7 @@ mod paging;
 mod range_set;
 
 pub use addr::{PhysAddr, VirtAddr};
+pub use cache::{BlockCache, BlockSource};
 pub use frame::{FrameAllocator, FrameError, FrameSource};
 pub use kspace::{GuardedRegion, KernelSpace, MmioRegion};
 pub use paging::{MapError, PageFlags, PageMapper, PageSize, Translation};
