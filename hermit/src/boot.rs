@@ -229,3 +229,23 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     log::error!("panic: {}", info.message());
     crate::console::platform_exit(101)
 }
+
+// The note that tells launchers this kernel copes with running natively on
+// a `kvm_pvm` host from its first instruction (`hermit_loader::
+// NOTE_TYPE_NATIVE`): the privileged instructions of its early code trap and
+// are emulated there, it enables no interrupt before it registers its own
+// virtual-interrupt-flag page (`arch_x86_64::irq`), and that registration
+// replaces the launcher's. (A plain x86 guest would not cope: natively
+// `hlt` with interrupts masked returns at once.) namesz 7 ("HERMIT\0"),
+// descsz 4 (version 1), type 2.
+core::arch::global_asm!(
+    ".pushsection .note.hermit,\"a\",@note",
+    ".balign 4",
+    ".long 7",
+    ".long 4",
+    ".long 2",
+    ".asciz \"HERMIT\"",
+    ".balign 4",
+    ".long 1",
+    ".popsection",
+);

@@ -54,6 +54,12 @@ pub const NOTE_NAME_HERMIT: &[u8] = b"HERMIT";
 /// Note type: the image wants a network card; the descriptor is the model
 /// name (`"rtl8139"`, `"virtio-net"`).
 pub const NOTE_TYPE_NIC: u32 = 1;
+/// Note type: the image's kernel copes with running natively on a
+/// `kvm_pvm` host from its first instruction, so a launcher may register
+/// each vCPU's virtual-interrupt-flag page before it starts. (A plain x86
+/// guest would not cope: natively, `hlt` with interrupts masked returns at
+/// once instead of stopping the vCPU.)
+pub const NOTE_TYPE_NATIVE: u32 = 2;
 
 /// One ELF note.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -356,6 +362,12 @@ impl<'a> Image<'a> {
         self.notes()
             .find(|n| n.name == NOTE_NAME_HERMIT && n.kind == NOTE_TYPE_NIC)
             .and_then(|n| core::str::from_utf8(n.desc).ok())
+    }
+
+    /// Whether the image carries the hermit note [`NOTE_TYPE_NATIVE`].
+    pub fn starts_natively(&self) -> bool {
+        self.notes()
+            .any(|n| n.name == NOTE_NAME_HERMIT && n.kind == NOTE_TYPE_NATIVE)
     }
 
     fn loads(&self) -> impl Iterator<Item = &'a ProgramHeader64<LE>> + use<'a> {

@@ -541,6 +541,21 @@ fn notes_and_nic_model() {
 }
 
 #[test]
+fn native_start_note() {
+    let mut notes = note(b"HERMIT", 1, b"virtio-net");
+    notes.extend(note(b"HERMIT", 2, &1u32.to_le_bytes()));
+    let image_file = with_notes(notes);
+    let image = Image::parse(&image_file).unwrap();
+    assert!(image.starts_natively());
+    assert_eq!(image.nic_model(), Some("virtio-net"));
+    // Only the hermit note of that type says so.
+    let file = with_notes(note(b"HERMIT", 1, b"virtio-net"));
+    assert!(!Image::parse(&file).unwrap().starts_natively());
+    let file = with_notes(note(b"GNU", 2, &1u32.to_le_bytes()));
+    assert!(!Image::parse(&file).unwrap().starts_natively());
+}
+
+#[test]
 fn truncated_notes_end_the_walk() {
     let mut bad = note(b"HERMIT", 1, b"rtl8139");
     // descsz far beyond the segment.

@@ -33,7 +33,7 @@ pub use bootinfo::{
     BOOT_INFO_SIZE, BootParams, WrittenBootInfo, boot_info_size, decode_boot_info,
     encode_boot_info, split_packed, write_boot_info,
 };
-pub use elf::{Dest, Image, LoadedImage, NOTE_NAME_HERMIT, NOTE_TYPE_NIC, Note};
+pub use elf::{Dest, Image, LoadedImage, NOTE_NAME_HERMIT, NOTE_TYPE_NATIVE, NOTE_TYPE_NIC, Note};
 pub use error::{Error, Item, reloc_name};
 pub use memmap::build_memory_map;
 pub use paging::{

@@ -6,12 +6,13 @@
 //! 0x2000            page tables: PML4, PDPT(s), one PD per GiB mapped
 //! next page         BootInfo, then cmdline, args, env strings
 //! next page         boot stack, BOOT_STACK_SIZE bytes; RSP = its top
+//! next page         one paravirtual page per vCPU (see `Layout::paravirt`)
 //! next 2 MiB        the image (or its fixed address, if above)
 //! after the image   usable up to the end of RAM
 //! ```
 //!
-//! Everything below the stack top and the image are `Reserved` in the memory
-//! map; the rest of RAM, including the gap between stack and image, is
+//! Everything below the last paravirtual page and the image are `Reserved`
+//! in the memory map; the rest of RAM, including the gap between stack and image, is
 //! `Usable`. RAM above [`HOLE_START`] is moved up to 4 GiB, leaving
 //! `[3 GiB, 4 GiB)` free for the LAPIC, IOAPIC and future MMIO devices like
 //! on a PC. In that hole: the NIC's BAR at [`NIC_BAR`] (with a NIC) and an
@@ -68,6 +69,13 @@ pub struct Layout {
     pub stack_bottom: u64,
     /// Initial RSP: one past the top of the boot stack.
     pub stack_top: u64,
+    /// The first of one zeroed page per vCPU that uhyve registers as that
+    /// vCPU's virtual-interrupt-flag page on a `kvm_pvm` host, so that the
+    /// kernel runs natively from its first instruction (it registers a page
+    /// of its own later); `paravirt + cpu * 4096`.
+    pub paravirt: u64,
+    /// One past the last paravirtual page.
+    pub paravirt_end: u64,
     /// Load base of the image.
     pub image: u64,
     /// One past the image's last page.
@@ -76,8 +84,14 @@ pub struct Layout {
 
 impl Layout {
     /// Plans the layout for `mem_size` bytes of RAM (rounded down to 4 KiB),
-    /// boot info plus strings of `boot_info_size` bytes, and `image`.
-    pub fn plan(mem_size: u64, boot_info_size: u64, image: &Image<'_>) -> Result<Self, Error> {
+    /// boot info plus strings of `boot_info_size` bytes, and `image`;
+    /// `cpus` vCPUs get a paravirtual page each.
+    pub fn plan(
+        mem_size: u64,
+        boot_info_size: u64,
+        image: &Image<'_>,
+        cpus: u32,
+    ) -> Result<Self, Error> {
         if mem_size > MAX_MEM {
             return Err(Error::MemoryTooLarge(mem_size));
         }
@@ -91,16 +105,18 @@ impl Layout {
         let boot_info = PAGE_TABLES_ADDR + page_tables_size(ram_end);
         let stack_bottom = (boot_info + boot_info_size).next_multiple_of(PAGE);
         let stack_top = stack_bottom + BOOT_STACK_SIZE;
+        let paravirt = stack_top;
+        let boot_end = paravirt + u64::from(cpus.max(1)) * PAGE;
         let too_small = |needed: u64| Error::MemoryTooSmall {
             mem: mem_size,
             needed,
         };
         let image_base =
             image
-                .base_at_or_above(stack_top, HUGE_PAGE)
+                .base_at_or_above(boot_end, HUGE_PAGE)
                 .ok_or(Error::ImageOverlapsBootArea {
                     linked: image.link_start(),
-                    boot_end: stack_top,
+                    boot_end,
                 })?;
         let image_end = image_base
             .checked_add(image.mem_size())
@@ -114,6 +130,8 @@ impl Layout {
             boot_info,
             stack_bottom,
             stack_top,
+            paravirt,
+            paravirt_end: boot_end,
             image: image_base,
             image_end,
         })
@@ -126,7 +144,7 @@ impl Layout {
 
     /// The ranges the memory map lists as reserved.
     pub fn reserved(&self) -> [Range<u64>; 2] {
-        [0..self.stack_top, self.image..self.image_end]
+        [0..self.paravirt_end, self.image..self.image_end]
     }
 }
 
@@ -159,7 +177,7 @@ mod tests {
     fn default_layout() {
         let file = tiny_pie(3, 0);
         let image = Image::parse(&file).unwrap();
-        let l = Layout::plan(2 * GIB, 0x1800, &image).unwrap();
+        let l = Layout::plan(2 * GIB, 0x1800, &image, 2).unwrap();
         assert_eq!(l.ram, [0..2 * GIB]);
         assert_eq!(
             l.boot_info, 0x9000,
@@ -167,21 +185,22 @@ mod tests {
         );
         assert_eq!(l.stack_bottom, 0xb000);
         assert_eq!(l.stack_top, 0x4b000);
+        assert_eq!((l.paravirt, l.paravirt_end), (0x4b000, 0x4d000));
         assert_eq!(l.image, 0x20_0000);
         assert_eq!(l.image_end, 0x20_2000);
-        assert_eq!(l.reserved(), [0..0x4b000, 0x20_0000..0x20_2000]);
+        assert_eq!(l.reserved(), [0..0x4d000, 0x20_0000..0x20_2000]);
     }
 
     #[test]
     fn large_memory_skips_the_hole() {
         let file = tiny_pie(3, 0);
         let image = Image::parse(&file).unwrap();
-        let l = Layout::plan(8 * GIB + 5, 0x100, &image).unwrap();
+        let l = Layout::plan(8 * GIB + 5, 0x100, &image, 1).unwrap();
         assert_eq!(l.ram, [0..3 * GIB, 4 * GIB..9 * GIB]);
         assert_eq!(l.ram_end(), 9 * GIB);
         assert_eq!(l.boot_info, 0x2000 + (1 + 1 + 9 + 1) * PAGE);
         assert!(matches!(
-            Layout::plan(MAX_MEM + 1, 0, &image),
+            Layout::plan(MAX_MEM + 1, 0, &image, 1),
             Err(Error::MemoryTooLarge(_))
         ));
     }
@@ -192,7 +211,7 @@ mod tests {
         let image = Image::parse(&file).unwrap();
         let region = isle_region(REGION_MAX).unwrap();
         for mem in [64 << 20, 3 * GIB, 3 * GIB + PAGE, 4 * GIB, 100 * GIB] {
-            let l = Layout::plan(mem, 0x100, &image).unwrap();
+            let l = Layout::plan(mem, 0x100, &image, 1).unwrap();
             for r in &l.ram {
                 assert!(
                     r.end <= region.start || r.start >= region.end,
@@ -210,26 +229,26 @@ mod tests {
         let file = tiny_pie(3, 0);
         let image = Image::parse(&file).unwrap();
         assert!(matches!(
-            Layout::plan(2 << 20, 0x100, &image),
+            Layout::plan(2 << 20, 0x100, &image, 1),
             Err(Error::MemoryTooSmall {
                 needed: 0x20_2000,
                 ..
             })
         ));
         // Huge strings push the image up.
-        let l = Layout::plan(64 << 20, 3 << 20, &image).unwrap();
+        let l = Layout::plan(64 << 20, 3 << 20, &image, 1).unwrap();
         assert_eq!(l.image, 4 << 20);
 
         let fixed = tiny_pie(2, 0x1000);
         let image = Image::parse(&fixed).unwrap();
         assert!(matches!(
-            Layout::plan(64 << 20, 0x100, &image),
+            Layout::plan(64 << 20, 0x100, &image, 1),
             Err(Error::ImageOverlapsBootArea { linked: 0x1000, .. })
         ));
         let fixed = tiny_pie(2, 0x40_0000);
         let image = Image::parse(&fixed).unwrap();
         assert_eq!(
-            Layout::plan(64 << 20, 0x100, &image).unwrap().image,
+            Layout::plan(64 << 20, 0x100, &image, 1).unwrap().image,
             0x40_0000
         );
     }

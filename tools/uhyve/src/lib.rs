@@ -91,8 +91,12 @@
 //!
 //! Performance note for `kvm_pvm` hosts (this project's machines): a stock
 //! guest's ring-0 instructions are emulated one by one (about 0.5 us each,
-//! see `cargo bench -p uhyve`), ring-3 code runs natively; uhyve's own cost
-//! from process start to exit is about 2.5 ms with 2 GiB of guest memory.
+//! see `cargo bench -p uhyve`), ring-3 code runs natively. Unless the
+//! kernel command line says `native=off`, uhyve registers a reserved page
+//! per vCPU as its virtual-interrupt-flag page before the vCPU first runs
+//! (`KVM_SET_MSRS`; refused, harmlessly, by other KVMs), so the kernel runs
+//! natively from its first instruction. uhyve's own cost from process
+//! start to exit is about 2.5 ms with 2 GiB of guest memory.
 //!
 //! Everything the guest passes is checked against guest memory through
 //! `vm-memory`; a misbehaving guest ends the VM with

@@ -23,8 +23,8 @@ use hermit_isles::{Doorbell, Isle, IsleDir, Mapping};
 use hermit_loader::{BootParams, Dest, Image};
 use kvm_bindings::{
     CpuId, KVM_CAP_SPLIT_IRQCHIP, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_HALTED,
-    KVM_MP_STATE_RUNNABLE, kvm_enable_cap, kvm_mp_state, kvm_regs, kvm_segment,
-    kvm_userspace_memory_region,
+    KVM_MP_STATE_RUNNABLE, Msrs, kvm_enable_cap, kvm_mp_state, kvm_msr_entry, kvm_regs,
+    kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -168,7 +168,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     })?;
     let boot_info_size =
         hermit_loader::boot_info_size(config.cmdline.as_bytes(), &config.args, &config.env);
-    let layout = Layout::plan(config.mem_size, boot_info_size, &image)?;
+    let layout = Layout::plan(config.mem_size, boot_info_size, &image, config.cpus)?;
     // Declared before the VM, so the VM fd closes before the region's
     // mapping (a memory slot) goes away, also on the error paths.
     let isle = config.isle.as_ref().map(join_isle).transpose()?;
@@ -213,8 +213,11 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     let isle_info = isle.as_ref().map_or(IsleInfo::NONE, |i| i.info(dedicated));
     let entry = write_boot_data(&mem, &layout, &image, config, tsc_khz, isle_info)?;
     let bias = layout.image.wrapping_sub(image.link_start());
+    let starts_natively = image.starts_natively();
     drop(file);
     set_registers(&vcpu, &entry)?;
+    let native =
+        starts_natively && wants_native(&config.cmdline) && start_native(&vcpu, layout.paravirt);
     install_kick_handler();
     let machine = Arc::new(Machine {
         nic,
@@ -234,8 +237,54 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
             bias,
         }),
         isle,
+        paravirt: native.then_some(layout.paravirt),
     });
     machine.run_bsp(vcpu)
+}
+
+/// Whether the kernel command line lets the kernel run natively on a
+/// `kvm_pvm` host (it does unless it says `native=off`).
+fn wants_native(cmdline: &str) -> bool {
+    !cmdline.split_ascii_whitespace().any(|o| o == "native=off")
+}
+
+/// On a `kvm_pvm` host, for an image that says it copes
+/// (`Image::starts_natively`), registers `page` (zeroed guest memory,
+/// reserved for this vCPU) as the vCPU's virtual-interrupt-flag page before
+/// it first runs, so that the guest runs natively from its first instruction
+/// instead of emulated until its kernel registers a page of its own (which
+/// it then does; see the kernel's `arch_x86_64::irq`). Besides the time,
+/// that matters for code built with SSE arithmetic, which this host's
+/// emulator cannot run. Returns whether the host took it; elsewhere the
+/// MSR does not exist and nothing changes.
+fn start_native(vcpu: &VcpuFd, page: u64) -> bool {
+    /// The virtual-interrupt-flag MSR of `kvm_pvm` and its "plain
+    /// registration" flag (`arch_x86_64::irq::MSR_PVM_VIF`).
+    const MSR_PVM_VIF: u32 = 0x4b56_4d10;
+    const VIF_ENABLE: u64 = 1 << 10;
+    /// `IA32_STAR`: the host derives the selectors of the interrupt frames
+    /// it builds from it (kernel CS in bits 47:32, the host's 32-bit user
+    /// CS 0x23 in 63:48), as the kernel sets it too.
+    const IA32_STAR: u32 = 0xc000_0081;
+    const STAR: u64 = (0x23 << 48) | ((GDT_KERNEL_CODE as u64) << 32);
+    let entries = [
+        kvm_msr_entry {
+            index: MSR_PVM_VIF,
+            data: page | VIF_ENABLE,
+            ..Default::default()
+        },
+        kvm_msr_entry {
+            index: IA32_STAR,
+            data: STAR,
+            ..Default::default()
+        },
+    ];
+    // KVM_SET_MSRS stops at the first MSR it refuses and says how many it
+    // set: 0 where the paravirtual MSR does not exist.
+    Msrs::from_entries(&entries)
+        .ok()
+        .and_then(|msrs| vcpu.set_msrs(&msrs).ok())
+        .is_some_and(|n| n == entries.len())
 }
 
 /// Joins the isle `config` asks for and maps its region.
@@ -598,6 +647,9 @@ struct Machine {
     /// As an isle: membership, region (after `vm`: it backs a memory
     /// slot), doorbell thread and log copy.
     isle: Option<IsleVm>,
+    /// On a `kvm_pvm` host, with native execution wanted: the first of the
+    /// vCPUs' virtual-interrupt-flag pages (see [`start_native`]).
+    paravirt: Option<u64>,
 }
 
 /// A profiled VM's samples and where they go.
@@ -1082,6 +1134,11 @@ impl Machine {
                 cr3: request.cr3,
             },
         )?;
+        if let Some(first) = self.paravirt {
+            // The layout has a page per vCPU; `request.cpu` was checked
+            // against the vCPU count.
+            start_native(&vcpu, first + u64::from(request.cpu) * 4096);
+        }
         // With an in-kernel LAPIC an AP starts in "wait for SIPI"; it is
         // started directly instead.
         vcpu.set_mp_state(kvm_mp_state {
