@@ -236,6 +236,7 @@ fn suite_quick() {
         "## basic:",
         "## hourglass:",
         "## stream:",
+        "## stream-sse:",
         "## fileio:",
         "## netio:",
         "| netio-recv-32768 (MB/s) ",
@@ -299,6 +300,13 @@ fn build_hermit_bench() {
         .status()
         .expect("cannot run cargo");
     assert!(status.success(), "building hermit-bench failed");
+    // STREAM with SSE floats: a std image for the stock target.
+    let status = Command::new(&cargo)
+        .current_dir(workspace().join("apps/std-benchmarks"))
+        .args(["build", "--release", "--target", "x86_64-unknown-hermit"])
+        .status()
+        .expect("cannot run cargo");
+    assert!(status.success(), "building std-benchmarks failed");
 }
 
 /// `hermit-bench all --quick --only fileio`: the fileio table with a

@@ -352,12 +352,32 @@ impl FileSystem for StdFs {
         std::io::Read::read(file, buf).map_err(|e| e.to_string())
     }
 
+    #[cfg(unix)]
     fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
         std::os::unix::fs::FileExt::write_at(file, buf, offset).map_err(|e| e.to_string())
     }
 
+    #[cfg(unix)]
     fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
         std::os::unix::fs::FileExt::read_at(file, buf, offset).map_err(|e| e.to_string())
+    }
+
+    // std on hermit has no positional file calls: a seek, then the call
+    // (two calls instead of one; the file position moves).
+    #[cfg(not(unix))]
+    fn write_at(file: &mut Self::File, buf: &[u8], offset: u64) -> Result<usize, String> {
+        use std::io::{Seek, SeekFrom, Write};
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.write(buf))
+            .map_err(|e| e.to_string())
+    }
+
+    #[cfg(not(unix))]
+    fn read_at(file: &mut Self::File, buf: &mut [u8], offset: u64) -> Result<usize, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read(buf))
+            .map_err(|e| e.to_string())
     }
 
     fn remove(path: &str) -> Result<(), String> {

@@ -29,13 +29,15 @@ const USAGE: &str =
     "usage: hermit-bench all [--quick|--full] [--out DIR] [--runs N] [--tcg] [--only LIST]";
 
 /// Every part of the suite, in the order it runs.
-pub const PARTS: [&str; 9] = [
+pub const PARTS: [&str; 11] = [
     "boot",
     "threads",
     "basic",
     "hourglass",
     "stream",
     "stream-large",
+    "stream-sse",
+    "stream-sse-large",
     "fileio",
     "netio",
     "footprint",
@@ -104,7 +106,8 @@ fn fileio_exits(p: &mut Program, runs: usize) {
         return;
     };
     let image = target_dir()
-        .join("x86_64-unknown-none/release")
+        .join(p.image_target)
+        .join("release")
         .join(p.image);
     let mount = format!("{}:{FILEIO_GUEST_DIR}", fileio_dir().display());
     for run in 0..runs {
@@ -318,12 +321,25 @@ fn guests(tcg: bool) -> Vec<Guest> {
     g
 }
 
+/// The target `no_std` images are built for.
+const NO_STD_TARGET: &str = "x86_64-unknown-none";
+/// The stock target of Rust std images (SSE floats).
+const STD_TARGET: &str = "x86_64-unknown-hermit";
+/// How to build `apps/std-benchmarks` for [`STD_TARGET`].
+pub(crate) const STD_BENCHMARKS_BUILD: &str =
+    "(cd apps/std-benchmarks && cargo build --release --target x86_64-unknown-hermit)";
+
 /// A benchmark program run on every platform.
 struct Program {
     name: &'static str,
     /// One line for the table heading.
     about: String,
     image: &'static str,
+    /// The image's target (its directory under the target directory).
+    image_target: &'static str,
+    /// How to build the image when a missing one is not an error (the
+    /// program's guest columns then say so); `None`: it must exist.
+    build_hint: Option<&'static str>,
     native_args: Vec<String>,
     guest_args: Vec<String>,
     guest_env: Vec<(&'static str, String)>,
@@ -374,6 +390,8 @@ fn programs(o: &Options) -> Vec<Program> {
             if quick { " (quick: 5 iterations)" } else { "" }
         ),
         image: "bench-threads",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: native,
         guest_args: thread_args,
         guest_env: vec![("HERMIT_CPUS", thread_cpus.to_string())],
@@ -413,6 +431,8 @@ fn programs(o: &Options) -> Vec<Program> {
         about: "basic (per operation; alloc-zeroed and first-touch per 4 KiB page), 1 CPU, pinned"
             .into(),
         image: "benchmarks",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: [pin_native.clone(), basic_args.clone()].concat(),
         guest_args: basic_args,
         guest_env: pin_guest.clone(),
@@ -429,6 +449,8 @@ fn programs(o: &Options) -> Vec<Program> {
         name: "hourglass",
         about: format!("hourglass, {ms} ms tight rdtsc loop, 1 CPU, pinned; gaps in TSC cycles"),
         image: "benchmarks",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: [pin_native.clone(), hg_args.clone()].concat(),
         guest_args: hg_args,
         guest_env: pin_guest.clone(),
@@ -460,6 +482,8 @@ fn programs(o: &Options) -> Vec<Program> {
             ntimes.parse::<u32>().unwrap_or(2) - 1
         ),
         image: "benchmarks",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: [pin_native.clone(), stream_args.clone()].concat(),
         guest_args: stream_args,
         guest_env: pin_guest.clone(),
@@ -478,12 +502,61 @@ fn programs(o: &Options) -> Vec<Program> {
             name: "stream-large",
             about: "STREAM, 3 arrays of 10,000,000 f64 (76 MiB each, beyond the caches), best of 9 passes, MB/s".into(),
             image: "benchmarks",
+            image_target: NO_STD_TARGET,
+            build_hint: None,
             native_args: [pin_native.clone(), large.clone()].concat(),
             guest_args: large,
             guest_env: env,
             excluded: Vec::new(),
             limit,
-            rows: stream_rows,
+            rows: stream_rows.clone(),
+            columns: Vec::new(),
+            commands: Vec::new(),
+        });
+    }
+
+    // The same STREAM in a Rust std image for the stock target, whose f64
+    // code uses SSE like the native build's: memory bandwidth rather than
+    // soft-float library calls.
+    let sse_excluded = vec![(
+        "qemu-kvm",
+        "under QEMU the PVH loader and the kernel's first instructions run emulated on this host's \
+         KVM, which cannot emulate SSE (uhyve starts the guest natively)"
+            .to_string(),
+    )];
+    let sse_sizes: &[(&str, &str, &str, &str)] = if quick {
+        &[("stream-sse", elements, ntimes, "in cache")]
+    } else {
+        &[
+            ("stream-sse", elements, ntimes, "in cache"),
+            (
+                "stream-sse-large",
+                "10000000",
+                "10",
+                "76 MiB each, beyond the caches",
+            ),
+        ]
+    };
+    for &(name, elements, ntimes, what) in sse_sizes {
+        let args = strings(&["stream", "--elements", elements, "--ntimes", ntimes]);
+        let mut env = pin_guest.clone();
+        env.push(("HERMIT_MEM", "1G".into()));
+        list.push(Program {
+            name,
+            about: format!(
+                "STREAM with SSE floats (std-benchmarks for {STD_TARGET}), 3 arrays of {elements} f64 \
+                 ({what}), best of {} passes, MB/s",
+                ntimes.parse::<u32>().unwrap_or(2) - 1
+            ),
+            image: "std-benchmarks",
+            image_target: STD_TARGET,
+            build_hint: Some(STD_BENCHMARKS_BUILD),
+            native_args: [pin_native.clone(), args.clone()].concat(),
+            guest_args: args,
+            guest_env: env,
+            excluded: sse_excluded.clone(),
+            limit,
+            rows: stream_rows.clone(),
             columns: Vec::new(),
             commands: Vec::new(),
         });
@@ -517,6 +590,8 @@ fn programs(o: &Options) -> Vec<Program> {
             dir.display()
         ),
         image: "benchmarks",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: [
             pin_native,
             vec!["fileio".into(), dir.display().to_string()],
@@ -610,7 +685,12 @@ fn prepare(programs: &mut [Program], guests: &[Guest]) -> Result<(), SuiteError>
     let me = std::env::current_exe().map_err(SuiteError::SelfExe)?;
     let proxy = existing(target.join("release/proxy"))?;
     for p in programs {
-        let image = existing(target.join("x86_64-unknown-none/release").join(p.image))?;
+        let path = target.join(p.image_target).join("release").join(p.image);
+        let (image, missing) = match (existing(path), p.build_hint) {
+            (Ok(image), _) => (image, None),
+            (Err(_), Some(hint)) => (PathBuf::new(), Some(format!("not built: {hint}"))),
+            (Err(e), None) => return Err(e),
+        };
         let mut native = Command::new(&me);
         native.args(&p.native_args);
         p.columns.push(column("native", None));
@@ -621,7 +701,7 @@ fn prepare(programs: &mut [Program], guests: &[Guest]) -> Result<(), SuiteError>
                 .iter()
                 .find(|(k, _)| *k == g.key)
                 .map(|(_, why)| why.clone());
-            let unavailable = g.unavailable.clone().or(excluded);
+            let unavailable = g.unavailable.clone().or(excluded).or(missing.clone());
             let command = unavailable.is_none().then(|| {
                 let mut c = Command::new(&proxy);
                 c.arg(&image).args(&p.guest_args);
@@ -997,7 +1077,7 @@ fn plots(
             continue;
         }
         let unit = match p.name {
-            "stream" | "stream-large" | "netio" => "MB/s",
+            "stream" | "stream-large" | "stream-sse" | "stream-sse-large" | "netio" => "MB/s",
             _ => "ns",
         };
         let groups: Vec<svg::Group> = p
@@ -1094,6 +1174,8 @@ fn netio_program(o: &Options, guests: &[Guest]) -> Result<Program, SuiteError> {
             amount(guest)
         ),
         image: "netio",
+        image_target: NO_STD_TARGET,
+        build_hint: None,
         native_args: Vec::new(),
         guest_args: Vec::new(),
         guest_env: Vec::new(),
@@ -1226,7 +1308,10 @@ pub fn main(args: &[String]) -> Result<(), SuiteError> {
     let skipped: Vec<&str> = PARTS
         .iter()
         .copied()
-        .filter(|p| !o.only.contains(p) || (*p == "stream-large" && o.mode == Mode::Quick))
+        .filter(|p| {
+            !o.only.contains(p)
+                || (matches!(*p, "stream-large" | "stream-sse-large") && o.mode == Mode::Quick)
+        })
         .collect();
     if !skipped.is_empty() {
         println!("\nnot run: {}", skipped.join(", "));
@@ -1321,7 +1406,26 @@ mod tests {
     fn programs_follow_the_mode() {
         let quick = programs(&parse_options(&[]).unwrap());
         let names: Vec<&str> = quick.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["threads", "basic", "hourglass", "stream", "fileio"]);
+        assert_eq!(
+            names,
+            [
+                "threads",
+                "basic",
+                "hourglass",
+                "stream",
+                "stream-sse",
+                "fileio"
+            ]
+        );
+        // The std image for the stock target: QEMU with KVM cannot run it
+        // on this kind of host, and a missing image is not an error.
+        let sse = quick.iter().find(|p| p.name == "stream-sse").unwrap();
+        assert_eq!(
+            (sse.image_target, sse.build_hint.is_some()),
+            (STD_TARGET, true)
+        );
+        assert_eq!(sse.excluded.len(), 1);
+        assert_eq!(sse.excluded[0].0, "qemu-kvm");
         let fileio = quick.iter().find(|p| p.name == "fileio").unwrap();
         let dir = fileio_dir().display().to_string();
         assert!(
@@ -1338,6 +1442,8 @@ mod tests {
             fileio.guest_env
         );
         let full = programs(&parse_options(&args(&["--full"])).unwrap());
+        let names: Vec<&str> = full.iter().map(|p| p.name).collect();
+        assert!(names.contains(&"stream-sse-large"), "{names:?}");
         let large = full.iter().find(|p| p.name == "stream-large").unwrap();
         // Guest code runs natively on kvm_pvm now: every column measures it.
         assert!(large.excluded.is_empty(), "{:?}", large.excluded);
