@@ -42,7 +42,7 @@ fn transport() -> Option<Arc<dyn HostTransport>> {
     TRANSPORT
         .call_once(|| match crate::console::platform() {
             Some(Platform::Uhyve) => {
-                Some(Arc::new(crate::hostfs::UhyveTransport) as Arc<dyn HostTransport>)
+                Some(Arc::new(crate::hostfs::UhyveTransport::new()) as Arc<dyn HostTransport>)
             }
             Some(Platform::Qemu) => crate::hostfs::StreamTransport::probe()
                 .map(|t| Arc::new(t) as Arc<dyn HostTransport>),

@@ -353,11 +353,17 @@ fn suite_quick_fileio() {
     if boot_tests::Hypervisor::Uhyve.unavailable().is_none() {
         assert!(stdout.contains("uhyve: fileio-write-1 "), "{stdout}");
         assert!(
-            stdout.contains("uhyve: one `Fs` hypercall per call"),
+            stdout.contains("uhyve: calls go through a queue in guest memory"),
             "{stdout}"
         );
-        // KVM's own count of exits and emulated instructions per call.
-        for row in ["fileio-exits-1 (exits)", "fileio-emulated-1 (insns)"] {
+        // KVM's own count of exits and emulated instructions per call
+        // (differences between runs, so noise can make them negative). The
+        // file-call queue keeps 1-byte calls well below the one exit per
+        // call that the plain Fs hypercall costs.
+        for (row, below) in [
+            ("fileio-exits-1 (exits)", 0.5),
+            ("fileio-emulated-1 (insns)", f64::INFINITY),
+        ] {
             let line = stdout
                 .lines()
                 .find(|l| l.starts_with(&format!("| {row} ")))
@@ -367,7 +373,7 @@ fn suite_quick_fileio() {
                 .nth(3)
                 .and_then(|c| c.trim().parse().ok())
                 .unwrap_or_else(|| panic!("no uhyve figure in {line:?}"));
-            assert!(uhyve > 0.0, "{line}");
+            assert!(uhyve.is_finite() && uhyve < below, "{line}");
         }
     } else {
         eprintln!("SKIPPED: suite_quick_fileio: uhyve column (no usable /dev/kvm)");

@@ -55,7 +55,7 @@ impl Platform for Hermit {
     const WRITE_SINK: &'static str = "stderr(console-hypercall-or-serial)";
     const MEMORY_NOTE: &'static str = "heap-frames-mapped-at-boot,zeroed-at-allocation";
     const FILE_CALLS: &'static str =
-        "hermit::fs(uhyve:one-Fs-hypercall-per-call,qemu:one-virtio-console-request-per-call)";
+        "hermit::fs(uhyve:polled-call-queue,qemu:one-virtio-console-request-per-call)";
     type Fs = HermitFs;
 
     fn now_ns() -> u64 {

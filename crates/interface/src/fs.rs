@@ -1,11 +1,13 @@
 //! The host file-system protocol: how a guest reaches the host directories
 //! the user mapped into it (`uhyve --mount HOST:GUEST`, `HERMIT_MOUNT`).
 //!
-//! Every operation is one [`FsCall`] block. Under uhyve the guest issues the
-//! [`Nr::Fs`](crate::hypercall::Nr::Fs) hypercall with the block's
-//! guest-physical address (one VM exit per call); the host reads and writes
-//! the buffers the block names directly in guest memory. Under QEMU the same
-//! block travels over a byte stream (see [`stream`]).
+//! Every operation is one [`FsCall`] block. Under uhyve the guest puts it
+//! in a slot of its file-call [`queue`], which a host thread polls (no VM
+//! exit while it does), or issues the [`Nr::Fs`](crate::hypercall::Nr::Fs)
+//! hypercall with the block's guest-physical address (one VM exit per
+//! call); either way the host reads and writes the buffers the block names
+//! directly in guest memory. Under QEMU the same block travels over a byte
+//! stream (see [`stream`]).
 //!
 //! The guest never names a host path: path operations carry a *mount index*
 //! (`0..n`, see [`Op::MountInfo`]) and a path relative to that mount, and the
@@ -19,6 +21,63 @@
 //! negative [`Errno`](crate::errno::Errno) value on failure.
 
 use crate::PhysSlice;
+
+/// The file-call queue: a page of guest memory where the guest puts
+/// [`FsCall`]s and the host (uhyve) takes them, with no VM exit while the
+/// host polls it.
+///
+/// Registered once with [`Nr::FsQueue`](crate::hypercall::Nr::FsQueue).
+/// The page holds a header and [`SLOTS`](queue::SLOTS) slots. A slot is a
+/// `u32` state at its start and an [`FsCall`] at [`CALL`](queue::CALL):
+///
+/// 1. The guest claims a `FREE` slot (it keeps its own record of which are
+///    free), writes the call, then stores `SUBMITTED` (sequentially
+///    consistent).
+/// 2. It reads the header's `AWAKE` flag (sequentially consistent). If it
+///    is 0 the host's poller sleeps, and the guest issues
+///    [`Nr::FsKick`](crate::hypercall::Nr::FsKick) with the slot's index
+///    at once; otherwise it waits a little for `DONE` first, and kicks if
+///    the call takes long (so that it does not spin through, say, a read
+///    of a terminal).
+/// 3. The host claims the slot by turning `SUBMITTED` into `TAKEN`, copies
+///    the call out, runs it as it runs an `Fs` hypercall, writes `result`
+///    and stores `DONE` (release).
+/// 4. The guest sees `DONE` (acquire), reads `result` and stores `FREE`.
+///
+/// The host sets `AWAKE` to 1 while it polls and to 0 before it sleeps,
+/// then looks at every slot once more, so that a call submitted in between
+/// is never left waiting. It acts only on slots in `SUBMITTED` and only
+/// ever writes `result` and the state, so a guest that scribbles over the
+/// page harms only its own calls.
+pub mod queue {
+    /// Size of the queue's page.
+    pub const PAGE: usize = 4096;
+    /// Offset of the host's `u32` polling flag: 1 while it polls.
+    pub const AWAKE: usize = 0;
+    /// Bytes before the first slot.
+    pub const HEADER: usize = 128;
+    /// Bytes per slot.
+    pub const SLOT_SIZE: usize = 128;
+    /// Number of slots.
+    pub const SLOTS: usize = (PAGE - HEADER) / SLOT_SIZE;
+    /// Offset of the [`super::FsCall`] in a slot.
+    pub const CALL: usize = 8;
+    /// Slot state: free (the guest's).
+    pub const FREE: u32 = 0;
+    /// Slot state: a call waits for the host.
+    pub const SUBMITTED: u32 = 1;
+    /// Slot state: the host stored the result.
+    pub const DONE: u32 = 2;
+    /// Slot state: the host is running the call.
+    pub const TAKEN: u32 = 3;
+
+    /// Offset of slot `i` in the page.
+    pub const fn slot(i: usize) -> usize {
+        HEADER + i * SLOT_SIZE
+    }
+
+    const _: () = assert!(CALL + super::FsCall::SIZE <= SLOT_SIZE);
+}
 
 /// Generates `to_le_bytes`/`from_le_bytes` for a `repr(C)` record made of
 /// integer fields (and `PhysSlice`s, as two `u64`s), so every side encodes

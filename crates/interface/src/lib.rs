@@ -451,6 +451,16 @@ pub mod hypercall {
         /// or [`HOST_NODE`](crate::isle::HOST_NODE). Fire and forget: the
         /// host drops rings to nodes that do not run.
         Doorbell = 5,
+        /// [`FsQueue`]: register the page of the guest's file-call queue
+        /// (see [`crate::fs::queue`]), so that file calls need no VM exit
+        /// while the host polls it.
+        FsQueue = 6,
+        /// The file-call queue's slot whose index is the value written
+        /// needs the host now: the poller sleeps, or the call takes long.
+        /// The host runs the call on the calling vCPU if nobody took it yet,
+        /// else waits for it to be done, and wakes the poller. An index out
+        /// of range ends the VM.
+        FsKick = 7,
     }
 
     impl Nr {
@@ -463,6 +473,8 @@ pub mod hypercall {
                 3 => Some(Self::StartCpu),
                 4 => Some(Self::Fs),
                 5 => Some(Self::Doorbell),
+                6 => Some(Self::FsQueue),
+                7 => Some(Self::FsKick),
                 _ => None,
             }
         }
@@ -531,10 +543,25 @@ pub mod hypercall {
         pub result: i64,
     }
 
+    /// Parameters of [`Nr::FsQueue`].
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct FsQueue {
+        /// Guest-physical address of the queue's page (4 KiB aligned,
+        /// zeroed, in guest RAM, never moved or reused afterwards).
+        pub page: u64,
+        /// Set by the host: 0, or a negative errno (`EINVAL`: a page that
+        /// is not aligned or not in RAM, or a second registration;
+        /// `EAGAIN`: the host could not start serving it).
+        pub result: i64,
+    }
+
     /// Errno values the host returns (Linux numbering).
     pub mod errno {
         /// Bad file descriptor.
         pub const EBADF: i64 = 9;
+        /// Try again (the host is short of a resource).
+        pub const EAGAIN: i64 = 11;
         /// Bad address.
         pub const EFAULT: i64 = 14;
         /// Invalid argument.

@@ -67,8 +67,9 @@ const FILEIO_GOALS: [(&str, &str, f64, bool); 3] = [
 const FILEIO_EXITS: [(&str, &str); 3] = [
     (
         "uhyve",
-        "one `Fs` hypercall per call, a single port write the host serves in that exit \
-         (data moves in guest memory directly); counted by KVM for vCPU 0 (rows fileio-*exits*, \
+        "calls go through a queue in guest memory that a uhyve thread polls (no exit while \
+         it is awake, one `FsKick` exit for a call after it went to sleep; data moves in \
+         guest memory directly); counted by KVM for vCPU 0 (rows fileio-*exits*, \
          differences between runs)",
     ),
     (

@@ -2,10 +2,10 @@
 //! serves the guest's [`FsCall`](hermit_interface::fs::FsCall) operations
 //! (protocol in [`hermit_interface::fs`]) on the host directories the user
 //! mapped with `--mount HOST:GUEST` ([`Mount`]), whatever carries them:
-//! uhyve's `Fs` hypercall hands it guest memory directly through
-//! [`CallBuffers`] and [`DataBuf`] (file data moves between the host kernel
-//! and guest RAM without a copy), a byte-stream transport uses
-//! [`VecBuffers`].
+//! uhyve (its file-call queue or `Fs` hypercall) hands it guest memory
+//! directly through [`CallBuffers`] and [`DataBuf`] (file data moves
+//! between the host kernel and guest RAM without a copy), a byte-stream
+//! transport uses [`VecBuffers`].
 //!
 //! # What the guest can reach
 //!

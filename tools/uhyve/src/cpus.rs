@@ -103,6 +103,38 @@ pub(crate) fn set_affinity(set: &libc::cpu_set_t) -> std::io::Result<()> {
     }
 }
 
+/// Restricts the calling thread to `cores` (those at or above
+/// `CPU_SETSIZE` are left out; an empty list is refused).
+pub(crate) fn set_current_thread_cores(cores: &[usize]) -> std::io::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut any = false;
+    for &core in cores.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `core` is below CPU_SETSIZE (filtered above).
+        unsafe { libc::CPU_SET(core, &mut set) };
+        any = true;
+    }
+    if !any {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    set_affinity(&set)
+}
+
+/// Where a VM's helper threads (the file-call poller) should run when its
+/// vCPU threads are pinned to `pins`: the cores of the calling thread
+/// (call it before pinning any) that no vCPU is pinned to, or all of them
+/// if there are none left. `None` if the host does not say which cores
+/// the thread has.
+pub fn helper_cores(pins: &[Option<usize>]) -> Option<Vec<usize>> {
+    let all = host_cores()?;
+    let free: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|c| !pins.contains(&Some(*c)))
+        .collect();
+    Some(if free.is_empty() { all } else { free })
+}
+
 /// Pins the calling thread to host core `core` (which must be below
 /// `CPU_SETSIZE`).
 pub(crate) fn pin_current_thread(core: usize) -> std::io::Result<()> {
@@ -157,6 +189,22 @@ mod tests {
         for e in [Empty, Malformed("x".into()), Duplicate(1), TooMany] {
             assert!(!e.to_string().contains('\n'));
         }
+    }
+
+    #[test]
+    fn helpers_avoid_pinned_cores() {
+        let all = host_cores().expect("sched_getaffinity works on Linux");
+        assert_eq!(helper_cores(&[None]), Some(all.clone()));
+        let first = all[0];
+        let helpers = helper_cores(&[Some(first)]).unwrap();
+        if all.len() > 1 {
+            assert!(!helpers.contains(&first), "{helpers:?}");
+            assert_eq!(helpers.len(), all.len() - 1);
+        } else {
+            assert_eq!(helpers, all, "no core left: all of them");
+        }
+        let every: Vec<Option<usize>> = all.iter().map(|&c| Some(c)).collect();
+        assert_eq!(helper_cores(&every), Some(all));
     }
 
     #[test]

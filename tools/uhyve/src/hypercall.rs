@@ -77,6 +77,12 @@ pub enum Action {
     /// [`HOST_NODE`](hermit_interface::isle::HOST_NODE)); unchecked, the VM
     /// drops rings to nodes it cannot reach.
     Doorbell(u32),
+    /// Register the file-call queue named by the [`hypercall::FsQueue`]
+    /// block at this guest-physical address (see [`crate::fsqueue`]).
+    FsQueue(u64),
+    /// Serve or wait for this slot of the file-call queue; checked against
+    /// the slot count.
+    FsKick(usize),
 }
 
 /// A [`Nr::StartCpu`] request whose CPU index, alignments and addresses
@@ -150,6 +156,14 @@ impl<O: Output> Hypercalls<O> {
             Nr::StartCpu => self.start_cpu(mem, addr),
             Nr::Fs => Action::Fs(addr),
             Nr::Doorbell => Action::Doorbell(addr as u32),
+            Nr::FsQueue => Action::FsQueue(addr),
+            Nr::FsKick => match usize::try_from(addr) {
+                Ok(slot) if slot < hermit_interface::fs::queue::SLOTS => Action::FsKick(slot),
+                _ => Action::Abort(format!(
+                    "hypercall FsKick names slot {addr}; the queue has {}",
+                    hermit_interface::fs::queue::SLOTS
+                )),
+            },
         }
     }
 
@@ -224,14 +238,25 @@ pub fn serve_fs(mem: &GuestMemoryMmap, server: &Server, block: u64) -> Action {
         Ok(raw) => raw,
         Err(abort) => return abort,
     };
-    let call = decode_fs_call(&raw);
-    let result = server.call(&call, &mut GuestBuffers { mem, call });
+    let result = run_fs_call(mem, server, &raw);
     let at = GuestAddress(block + offset_of!(FsCall, result) as u64);
     // The whole block was readable, so its result field is writable.
     match mem.write_slice(&result.to_le_bytes(), at) {
         Ok(()) => Action::Continue,
         Err(e) => Action::Abort(format!("hypercall Fs: cannot store the result: {e}")),
     }
+}
+
+/// Runs the [`FsCall`] encoded in `raw` (copied out of guest memory) on
+/// `server`, with its buffers checked against guest RAM; returns its
+/// result.
+pub(crate) fn run_fs_call(
+    mem: &GuestMemoryMmap,
+    server: &Server,
+    raw: &[u8; size_of::<FsCall>()],
+) -> i64 {
+    let call = decode_fs_call(raw);
+    server.call(&call, &mut GuestBuffers { mem, call })
 }
 
 /// An [`FsCall`] from its little-endian bytes.
@@ -343,7 +368,11 @@ pub fn guest_slice(mem: &GuestMemoryMmap, addr: u64, len: u64) -> Option<Volatil
     mem.get_slice(GuestAddress(addr), len).ok()
 }
 
-fn read_param<const N: usize>(mem: &GuestMemoryMmap, nr: Nr, addr: u64) -> Result<[u8; N], Action> {
+pub(crate) fn read_param<const N: usize>(
+    mem: &GuestMemoryMmap,
+    nr: Nr,
+    addr: u64,
+) -> Result<[u8; N], Action> {
     let mut raw = [0u8; N];
     match guest_slice(mem, addr, N as u64) {
         Some(slice) if slice.copy_to(&mut raw[..]) == N => Ok(raw),

@@ -11,10 +11,11 @@
 //! # Host directories
 //!
 //! [`Config::mounts`] (`--mount HOST:GUEST`) maps host directories into the
-//! guest. The Fs hypercall carries one
-//! [`FsCall`](hermit_interface::fs::FsCall) (one VM exit per operation),
-//! served by a per-VM [`hermit_hostfs::Server`] on the calling vCPU's
-//! thread without any uhyve-wide lock: the call block, paths and data
+//! guest. Each operation is one [`FsCall`](hermit_interface::fs::FsCall),
+//! taken from the guest's file-call queue by a poller thread
+//! ([`fsqueue`]; no VM exit while it polls) or carried by the Fs hypercall
+//! (one VM exit), and served by a per-VM [`hermit_hostfs::Server`] without
+//! any uhyve-wide lock: the call block, paths and data
 //! buffer are checked against guest RAM, paths are copied out, and file
 //! data is read and written by the host kernel directly in guest memory.
 //! The server confines every path beneath its mount (see `hermit-hostfs`);
@@ -103,6 +104,7 @@
 //! [`Outcome::abnormal`] set, never the host process.
 
 pub mod cpus;
+pub mod fsqueue;
 pub mod hypercall;
 pub mod layout;
 pub mod net;

@@ -10,11 +10,13 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hermit_interface::hypercall::errno;
+use std::mem::{offset_of, size_of};
+
+use hermit_interface::hypercall::{self, Nr, errno};
 use hermit_interface::{
     GDT_KERNEL_CODE, GDT_KERNEL_DATA, IsleInfo, MAX_MEMORY_REGIONS, MemoryRegion, PhysSlice,
     Platform, isle,
@@ -27,13 +29,14 @@ use kvm_bindings::{
     kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::cpus::{self, MAX_CPUS};
 use hermit_hostfs::Server;
 
+use crate::fsqueue::{FsQueue, QueueError};
 use crate::hypercall::{
-    Action, HostOutput, Hypercalls, StartRequest, read_log, read_log_since, serve_fs,
+    Action, HostOutput, Hypercalls, StartRequest, read_log, read_log_since, read_param, serve_fs,
     store_start_result,
 };
 use crate::layout::{GDT_ADDR, Layout, NIC_BAR, PAGE_TABLES_ADDR, isle_region};
@@ -157,7 +160,7 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
     }
     let pins = plan_pins(config)?;
     let backend = open_backend(net)?;
-    let fs = Server::new(config.mounts.clone())?;
+    let fs = Arc::new(Server::new(config.mounts.clone())?);
     let file = std::fs::read(&config.image).map_err(|source| Error::ImageRead {
         path: config.image.clone(),
         source,
@@ -225,11 +228,13 @@ pub(crate) fn run(config: &Config, net: Option<NetConfig>) -> Result<Outcome, Er
         mem,
         cpu_count: config.cpus,
         cpuid: (config.cpus > 1).then_some(cpuid),
+        helper_cores: cpus::helper_cores(&pins),
         pins,
         stop: AtomicBool::new(false),
         state: Mutex::new(State::new(config.cpus as usize)),
         calls: Mutex::new(Hypercalls::with_cpus(HostOutput, config.cpus)),
         fs,
+        fs_queue: OnceLock::new(),
         profile: config.profile.clone().map(|out| Profiling {
             sampler: profile::Sampler::default(),
             out,
@@ -634,13 +639,18 @@ struct Machine {
     cpuid: Option<CpuId>,
     /// Host core of each vCPU's thread, if pinned.
     pins: Vec<Option<usize>>,
+    /// Where helper threads run (see [`cpus::helper_cores`]), taken before
+    /// any thread was pinned.
+    helper_cores: Option<Vec<usize>>,
     /// Set once the VM ends; vCPU loops check it before every entry.
     stop: AtomicBool,
     state: Mutex<State>,
     calls: Mutex<Hypercalls<HostOutput>>,
     /// The guest's host file system (serves `Nr::Fs` on any vCPU thread,
-    /// concurrently).
-    fs: Server,
+    /// concurrently, and the file-call queue's poller).
+    fs: Arc<Server>,
+    /// The guest's file-call queue, once registered.
+    fs_queue: OnceLock<FsQueue>,
     /// With profiling: the RIP samples, the output file, the image and its
     /// load bias.
     profile: Option<Profiling>,
@@ -715,6 +725,11 @@ impl Machine {
             }
         }
         drop(vcpu);
+        if let Some(queue) = self.fs_queue.get()
+            && !queue.join(kick_signal())
+        {
+            self.end(0, Err("uhyve bug: the file-call poller panicked".into()));
+        }
         if let Some(isle) = &self.isle {
             if let Some(thread) = lock(&isle.thread).take()
                 && thread.join().is_err()
@@ -871,6 +886,9 @@ impl Machine {
         // A vCPU blocked reading the host's stdin for the guest gives up at
         // the kick below instead of restarting the read.
         self.fs.stop();
+        if let Some(queue) = self.fs_queue.get() {
+            queue.shutdown();
+        }
         for (i, kick) in state.kicks.iter().enumerate() {
             if let Some(kick) = kick
                 && i != cpu
@@ -964,6 +982,14 @@ impl Machine {
             let action = match action {
                 Action::StartCpu(request) => self.start_cpu(&request),
                 Action::Fs(block) => serve_fs(&self.mem, &self.fs, block),
+                Action::FsQueue(block) => self.register_fs_queue(block),
+                Action::FsKick(slot) => match self.fs_queue.get() {
+                    Some(queue) => {
+                        queue.kick(slot);
+                        Action::Continue
+                    }
+                    None => Action::Abort("hypercall FsKick before FsQueue".into()),
+                },
                 Action::Doorbell(node) => {
                     // A standalone VM has no other nodes to ring; an isle
                     // drops rings to nodes that do not run.
@@ -975,13 +1001,48 @@ impl Machine {
                 other => other,
             };
             match action {
-                Action::Continue | Action::StartCpu(_) | Action::Fs(_) | Action::Doorbell(_) => {}
+                Action::Continue
+                | Action::StartCpu(_)
+                | Action::Fs(_)
+                | Action::Doorbell(_)
+                | Action::FsQueue(_)
+                | Action::FsKick(_) => {}
                 Action::Exit(status) => break Some(Ok(status)),
                 Action::Abort(reason) => break Some(Err(self.describe(cpu, vcpu, &reason))),
             }
         };
         if let Some(ending) = ending {
             self.end(cpu, ending);
+        }
+    }
+
+    /// The guest's [`Nr::FsQueue`](hermit_interface::hypercall::Nr::FsQueue)
+    /// hypercall with its parameter block at `block`: starts the poller on
+    /// the page it names (once) and stores the result.
+    fn register_fs_queue(&self, block: u64) -> Action {
+        const SIZE: usize = size_of::<hypercall::FsQueue>();
+        let raw = match read_param::<SIZE>(&self.mem, Nr::FsQueue, block) {
+            Ok(raw) => raw,
+            Err(abort) => return abort,
+        };
+        let page = u64::from_le_bytes(raw[..8].try_into().unwrap_or_default());
+        let result = {
+            // Held while starting, so that two vCPUs cannot both start one.
+            let _state = lock(&self.state);
+            if self.fs_queue.get().is_some() {
+                Err(QueueError::Again)
+            } else {
+                let cores = self.helper_cores.clone();
+                FsQueue::start(self.mem.clone(), Arc::clone(&self.fs), page, cores)
+                    .map(|queue| drop(self.fs_queue.set(queue)))
+            }
+        };
+        let result = result.map_or_else(|e| e.errno(), |()| 0);
+        let at = GuestAddress(block + offset_of!(hypercall::FsQueue, result) as u64);
+        // The whole block was readable, so its result field is writable.
+        match self.mem.write_slice(&result.to_le_bytes(), at) {
+            Ok(()) => Action::Continue,
+            Err(e) => Action::Abort(format!("hypercall FsQueue: cannot store the result: {e}")),
         }
     }
 
@@ -1213,7 +1274,7 @@ impl Drop for TermGuard {
 }
 
 /// The signal that kicks a vCPU thread; its handler does nothing.
-fn kick_signal() -> libc::c_int {
+pub(crate) fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN()
 }
 
@@ -1221,7 +1282,7 @@ extern "C" fn ignore_signal(_: libc::c_int) {}
 
 /// Installs the no-op handler of [`kick_signal`] (once per process), so the
 /// signal interrupts `KVM_RUN` with `EINTR` instead of killing the process.
-fn install_kick_handler() {
+pub(crate) fn install_kick_handler() {
     static HANDLER: Once = Once::new();
     HANDLER.call_once(|| {
         // SAFETY: an all-zero `sigaction` is a valid value (empty mask, no

@@ -169,3 +169,103 @@ fn a_bad_fs_block_ends_the_vm() {
 fn uhyve_mount(host: &Path) -> hermit_hostfs::Mount {
     hermit_hostfs::Mount::new(host, "/data").unwrap()
 }
+
+/// The file-call queue's page in the tiny guest's data area; slot 0's call
+/// and the registration block.
+const QUEUE: u64 = 0x3000;
+const SLOT0: u64 = QUEUE + hermit_interface::fs::queue::HEADER as u64;
+const SLOT0_CALL: u64 = SLOT0 + hermit_interface::fs::queue::CALL as u64;
+const REGISTER: u64 = 0x2500;
+
+/// Registers the queue at `page` (a relocated pointer when `relocate`).
+fn register_queue(g: &mut Guest, page: u64, relocate: bool) {
+    if relocate {
+        g.pointer(REGISTER, page);
+    } else {
+        g.data(REGISTER, &page.to_le_bytes());
+    }
+    g.hypercall(Nr::FsQueue, REGISTER);
+}
+
+/// Exits with the low 32 bits of the `i64` at data address `at`.
+fn exit_with_i64(g: &mut Guest, at: u64) {
+    g.lea(Reg::Rax, at)
+        .load(Reg::Rcx, Reg::Rax, 0)
+        .lea(Reg::Rbx, EXIT)
+        .store(Reg::Rbx, 0, Reg::Rcx)
+        .exit_with(EXIT);
+}
+
+#[test]
+fn the_file_call_queue_serves_a_guest() {
+    if skip_without_kvm("the_file_call_queue_serves_a_guest") {
+        return;
+    }
+    let dir = HostDir::new("queue");
+    // Slot 0 holds an Open of `f`, already submitted; the guest registers
+    // the queue, kicks slot 0 (the host runs the call or waits for the
+    // poller's run) and exits with the call's result: handle 3.
+    let mut g = Guest::new();
+    fs_block(&mut g, SLOT0_CALL, Op::Open, 0, b"f", 0);
+    g.data(SLOT0, &hermit_interface::fs::queue::SUBMITTED.to_le_bytes());
+    register_queue(&mut g, QUEUE, true);
+    g.mov_imm(Reg::Rax, 0).out(Nr::FsKick.port());
+    exit_with_i64(&mut g, SLOT0_CALL + RESULT as u64);
+    let mut vm = config(g.write("fs-queue"));
+    vm.mounts = vec![uhyve_mount(&dir.mapped())];
+    let outcome = uhyve::run(&vm).unwrap();
+    assert_eq!(outcome.abnormal, None);
+    assert_eq!(outcome.status, 3);
+}
+
+#[test]
+fn a_bad_file_call_queue_is_refused() {
+    if skip_without_kvm("a_bad_file_call_queue_is_refused") {
+        return;
+    }
+    let status = |g: Guest, name: &str| {
+        let outcome = uhyve::run(&config(g.write(name))).unwrap();
+        assert_eq!(outcome.abnormal, None, "{name}");
+        outcome.status
+    };
+    let einval = Errno::EINVAL.to_neg() as i32;
+    let result = REGISTER + 8;
+    // Not page aligned.
+    let mut g = Guest::new();
+    register_queue(&mut g, QUEUE + 8, true);
+    exit_with_i64(&mut g, result);
+    assert_eq!(status(g, "fs-queue-misaligned"), einval);
+    // Outside guest RAM (64 MiB).
+    let mut g = Guest::new();
+    register_queue(&mut g, 1 << 40, false);
+    exit_with_i64(&mut g, result);
+    assert_eq!(status(g, "fs-queue-outside"), einval);
+    // Twice: the second is refused, the first still works.
+    let mut g = Guest::new();
+    register_queue(&mut g, QUEUE, true);
+    g.hypercall(Nr::FsQueue, REGISTER);
+    exit_with_i64(&mut g, result);
+    assert_eq!(status(g, "fs-queue-twice"), einval);
+}
+
+#[test]
+fn a_bad_file_call_kick_ends_the_vm() {
+    if skip_without_kvm("a_bad_file_call_kick_ends_the_vm") {
+        return;
+    }
+    let reason = |g: Guest, name: &str| {
+        let outcome = uhyve::run(&config(g.write(name))).unwrap();
+        outcome.abnormal.unwrap_or_default()
+    };
+    // A kick before any queue was registered.
+    let mut g = Guest::new();
+    g.mov_imm(Reg::Rax, 0).out(Nr::FsKick.port()).exit(EXIT, 0);
+    let r = reason(g, "fs-kick-early");
+    assert!(r.contains("FsKick before FsQueue"), "{r}");
+    // A slot out of range.
+    let mut g = Guest::new();
+    register_queue(&mut g, QUEUE, true);
+    g.mov_imm(Reg::Rax, 31).out(Nr::FsKick.port()).exit(EXIT, 0);
+    let r = reason(g, "fs-kick-range");
+    assert!(r.contains("FsKick names slot 31"), "{r}");
+}
