@@ -29,7 +29,7 @@ pub use hermit_net::{Shutdown, TcpListener, TcpStream};
 
 /// Backlog of [`listen`]: connections accepted by the stack before the
 /// application calls `accept` (each is a listening smoltcp socket with its
-/// buffers allocated and zeroed up front, 128 KiB by default, so a large
+/// buffers allocated and zeroed up front, 512 KiB by default, so a large
 /// backlog makes `listen` slow where kernel code is emulated; use
 /// [`Stack::tcp_listen`] to choose another). Further SYNs are dropped and
 /// retried by the client, as on Linux with a full accept queue.
@@ -71,6 +71,10 @@ impl hermit_net::Nic for Card {
 
     fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool {
         self.0.receive(f)
+    }
+
+    fn mtu(&self) -> usize {
+        self.0.mtu()
     }
 
     fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), Errno> {
@@ -123,9 +127,10 @@ fn start() -> Result<Stack, Errno> {
         Errno::ENODEV
     })?;
     log::info!(
-        "network: {} card, MAC {:02x?}",
+        "network: {} card, MAC {:02x?}, MTU {}",
         device.model(),
-        device.mac()
+        device.mac(),
+        device.mtu()
     );
     let stack = Stack::new(Box::new(Card(device)), Arc::new(KernelPlatform), config);
     crate::nic::set_irq_hook(on_interrupt);

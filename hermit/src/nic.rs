@@ -119,6 +119,11 @@ impl Device {
         self.nic.receive(f)
     }
 
+    /// The card's IP MTU (1500 unless the device offered a larger one).
+    pub fn mtu(&self) -> usize {
+        self.nic.mtu()
+    }
+
     /// Lets `f` fill a `len`-byte Ethernet frame and sends it: `EAGAIN`
     /// when every transmit buffer is busy, `EINVAL` for a bad length, `EIO`
     /// when the card fails.

@@ -1,6 +1,6 @@
-//! Network cards: `nic-check` (ARP with the gateway, an ICMP echo, both
-//! answered by QEMU's user-mode network, received by interrupt) on each
-//! card model under QEMU and on uhyve's virtio-net (user-mode networking,
+//! Network cards: `nic-check` (ARP with the gateway, ICMP echoes of 74
+//! bytes and of the card's MTU, all answered by the user-mode network,
+//! received by interrupt) on each card model under QEMU and on uhyve's virtio-net (user-mode networking,
 //! `hermit-usernet`), the pcap capture, the proxy's network variables.
 
 use std::net::TcpListener;
@@ -38,6 +38,8 @@ fn scratch(name: &str) -> std::path::PathBuf {
 
 fn assert_talked(out: &Output, model: &str) {
     assert!(out.stdout.contains("mac 52:54:00:12:34:56"), "{out:?}");
+    // QEMU's user networking offers no MTU: the standard 1500.
+    assert!(out.stdout.contains("mtu 1500\n"), "{out:?}");
     assert_exchanged(out, model);
 }
 
@@ -50,7 +52,11 @@ fn assert_exchanged(out: &Output, model: &str) {
         out.stdout.contains("gateway 10.0.5.1 is 52:55:0a:00:05:01"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("echo reply from 10.0.5.3"), "{out:?}");
+    assert!(out.stdout.contains("\necho reply from 10.0.5.3"), "{out:?}");
+    assert!(
+        out.stdout.contains("full-size echo reply from 10.0.5.3"),
+        "{out:?}"
+    );
     let irqs: u32 = out
         .stdout
         .lines()
@@ -185,6 +191,9 @@ fn virtio_net_on_uhyve() {
     assert_exchanged(&out, "virtio-net");
     // uhyve's default MAC is locally administered: 02:48:xx:xx:xx:xx.
     assert!(out.stdout.contains("mac 02:48:"), "{out:?}");
+    // uhyve's user-mode networking offers jumbo frames, and the full-size
+    // ping above crossed it in 9014-byte frames both ways.
+    assert!(out.stdout.contains("mtu 9000\n"), "{out:?}");
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Opens the network card, prints its MAC, asks the gateway 10.0.5.1 for
 //! its MAC by ARP, then pings 10.0.5.3 (QEMU user networking's DNS
-//! address) and waits for the echo reply. Waiting blocks on the card's
-//! interrupt (a futex the interrupt hook bumps), with a time limit.
+//! address) and waits for the echo reply, then pings again with the largest
+//! packet the card's MTU allows (9000 on uhyve, 1500 on QEMU). Waiting
+//! blocks on the card's interrupt (a futex the interrupt hook bumps), with a
+//! time limit.
 //!
-//! Output lines the boot tests look for: `mac `, `gateway `, `echo reply`.
+//! Output lines the boot tests look for: `mac `, `mtu `, `gateway `,
+//! `echo reply`, `full-size echo reply`.
 //! Exit status 0 when everything answered, 1 otherwise.
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -96,7 +99,7 @@ const PING_LEN: usize = 14 + 20 + 8 + PING_DATA;
 fn echo_request(frame: &mut [u8], mac: [u8; 6], dst_mac: [u8; 6], dst: [u8; 4], seq: u16) {
     frame.fill(0);
     ethernet(frame, dst_mac, mac, ETH_IPV4);
-    let ip_len = (20 + 8 + PING_DATA) as u16;
+    let ip_len = (frame.len() - 14) as u16;
     {
         let ip = &mut frame[14..34];
         ip[0] = 0x45;
@@ -109,7 +112,7 @@ fn echo_request(frame: &mut [u8], mac: [u8; 6], dst_mac: [u8; 6], dst: [u8; 4], 
         let sum = checksum(ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
     }
-    let icmp = &mut frame[34..PING_LEN];
+    let icmp = &mut frame[34..];
     icmp[0] = 8; // echo request
     icmp[4..6].copy_from_slice(&0x4845u16.to_be_bytes());
     icmp[6..8].copy_from_slice(&seq.to_be_bytes());
@@ -120,8 +123,8 @@ fn echo_request(frame: &mut [u8], mac: [u8; 6], dst_mac: [u8; 6], dst: [u8; 4], 
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
 }
 
-fn is_echo_reply(frame: &[u8], from: [u8; 4], seq: u16) -> bool {
-    frame.len() >= PING_LEN
+fn is_echo_reply(frame: &[u8], from: [u8; 4], seq: u16, len: usize) -> bool {
+    frame.len() >= len
         && frame[12..14] == ETH_IPV4.to_be_bytes()
         && frame[14 + 9] == 1
         && frame[26..30] == from
@@ -174,24 +177,32 @@ pub fn main() -> i32 {
     let mac = dev.mac();
     hermit::println!("model {}", dev.model());
     hermit::println!("mac {}", Mac(mac));
+    hermit::println!("mtu {}", dev.mtu());
     let Some(gateway) = arp(&mut dev, mac, GATEWAY_IP) else {
         hermit::eprintln!("nic-check: no ARP reply from 10.0.5.1");
         return 1;
     };
     hermit::println!("gateway 10.0.5.1 is {}", Mac(gateway));
     let dns_mac = arp(&mut dev, mac, DNS_IP).unwrap_or(gateway);
-    let seq = 1;
-    if let Err(e) = dev.transmit(PING_LEN, &mut |f| {
-        echo_request(f, mac, dns_mac, DNS_IP, seq)
-    }) {
-        hermit::eprintln!("nic-check: sending the echo request failed: {e:?}");
-        return 1;
+    let full = dev.mtu() + 14;
+    for (seq, len, what) in [
+        (1, PING_LEN, "echo reply"),
+        (2, full, "full-size echo reply"),
+    ] {
+        if let Err(e) = dev.transmit(len, &mut |f| echo_request(f, mac, dns_mac, DNS_IP, seq)) {
+            hermit::eprintln!("nic-check: sending a {len}-byte echo request failed: {e:?}");
+            return 1;
+        }
+        if wait_for(&mut dev, |f| {
+            is_echo_reply(f, DNS_IP, seq, len).then_some(())
+        })
+        .is_none()
+        {
+            hermit::eprintln!("nic-check: no {what} from 10.0.5.3 ({len}-byte frames)");
+            return 1;
+        }
+        hermit::println!("{what} from 10.0.5.3");
     }
-    if wait_for(&mut dev, |f| is_echo_reply(f, DNS_IP, seq).then_some(())).is_none() {
-        hermit::eprintln!("nic-check: no echo reply from 10.0.5.3");
-        return 1;
-    }
-    hermit::println!("echo reply from 10.0.5.3");
     hermit::println!("interrupts {}", hermit::nic::interrupt_count());
     0
 }

@@ -4,7 +4,8 @@
 //! The kernel's `hermit::nic` wraps the one driver an image is built with
 //! behind this shape, and the network stack consumes it from there.
 
-/// Largest Ethernet frame the drivers move (no FCS, no VLAN tag).
+/// Largest Ethernet frame of the standard 1500-byte MTU (no FCS, no VLAN
+/// tag); a card may offer a larger MTU ([`Nic::mtu`]).
 pub const MAX_FRAME: usize = 1514;
 
 /// Why a frame could not be sent.
@@ -12,7 +13,8 @@ pub const MAX_FRAME: usize = 1514;
 pub enum TxError {
     /// Every transmit buffer is still owned by the card; try again later.
     Busy,
-    /// The frame is longer than [`MAX_FRAME`] (or shorter than a header).
+    /// The frame is longer than the card's MTU allows (or shorter than a
+    /// header).
     BadLength(usize),
     /// The device reported an error.
     Device,
@@ -36,6 +38,11 @@ pub trait Nic {
     fn receive(&mut self, f: &mut dyn FnMut(&[u8])) -> bool;
     /// Lets `f` fill a `len`-byte frame, then sends it.
     fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError>;
+    /// The IP MTU: frames are at most `mtu() + 14` bytes (1500 unless the
+    /// card says otherwise).
+    fn mtu(&self) -> usize {
+        MAX_FRAME - 14
+    }
     /// Acknowledges the card's interrupt (returns whether it had raised one).
     fn ack_interrupt(&mut self) -> bool;
 }

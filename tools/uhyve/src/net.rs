@@ -15,6 +15,13 @@ pub trait Backend: Send {
     fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>>;
     /// A file descriptor that polls readable when `recv` may have a frame.
     fn ready_fd(&self) -> RawFd;
+    /// The IP MTU the device offers the guest (`VIRTIO_NET_F_MTU`), if the
+    /// backend carries frames above the standard 1514 bytes; a guest that
+    /// does not take it still gets at most 1514-byte frames for TCP, since
+    /// it advertises the smaller segment size.
+    fn mtu(&self) -> Option<u16> {
+        None
+    }
 }
 
 /// What the NIC is connected to.
@@ -42,6 +49,10 @@ impl Backend for hermit_usernet::UserNet {
 
     fn ready_fd(&self) -> RawFd {
         hermit_usernet::UserNet::ready_fd(self)
+    }
+
+    fn mtu(&self) -> Option<u16> {
+        Some(hermit_usernet::GUEST_MTU)
     }
 }
 

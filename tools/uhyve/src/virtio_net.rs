@@ -10,16 +10,18 @@
 //! ```text
 //! 0x0000  common configuration   (virtio_pci_common_cfg, 0x38 bytes)
 //! 0x1000  ISR status             (1 byte, read clears)
-//! 0x2000  device configuration   (mac[6], status u16, max_virtqueue_pairs u16)
+//! 0x2000  device configuration   (mac[6], status u16, max_virtqueue_pairs u16, mtu u16)
 //! 0x3000  notifications          (queue q at 0x3000 + 4 q, notify_off_multiplier 4)
 //! 0x3800  MSI-X table            (3 entries)
 //! 0x3c00  MSI-X PBA
 //! ```
 //!
 //! Offered features: `VERSION_1`, `MAC`, `STATUS` (link always up),
-//! `RING_EVENT_IDX`, `RING_INDIRECT_DESC` — no offloads, no mergeable
-//! buffers, no control queue; the header is the 12-byte
-//! `virtio_net_hdr_v1` with `num_buffers = 1`.
+//! `RING_EVENT_IDX`, `RING_INDIRECT_DESC`, and `MTU` when the backend has
+//! one ([`Backend::mtu`]: user-mode networking offers 9000) — no offloads,
+//! no mergeable buffers, no control queue; the header is the 12-byte
+//! `virtio_net_hdr_v1` with `num_buffers = 1`. A received frame that does
+//! not fit the guest's buffer is dropped (counted in [`Stats::rx_dropped`]).
 //!
 //! Queues are `virtio-queue`'s split rings over guest memory: every
 //! descriptor is checked against guest RAM. A ring the device cannot use
@@ -92,6 +94,8 @@ pub const MAX_FRAME: usize = 65535;
 
 /// Feature bits.
 pub mod features {
+    /// The configuration's `mtu` field holds the MTU the driver may use.
+    pub const MTU: u64 = 1 << 3;
     /// The device has a MAC address in its configuration.
     pub const MAC: u64 = 1 << 5;
     /// The configuration has a link status field.
@@ -102,7 +106,7 @@ pub mod features {
     pub const RING_EVENT_IDX: u64 = 1 << 29;
     /// virtio 1.x (modern) device.
     pub const VERSION_1: u64 = 1 << 32;
-    /// Everything this device offers.
+    /// What every device offers (plus [`MTU`] when the backend has one).
     pub const OFFERED: u64 = MAC | STATUS | RING_INDIRECT_DESC | RING_EVENT_IDX | VERSION_1;
 }
 
@@ -211,6 +215,8 @@ struct Inner {
     /// Pending bit per vector.
     msix_pending: u64,
     config: [u8; DEVICE_CFG_LEN as usize],
+    /// The feature bits this device offers.
+    offered: u64,
     backend: Box<dyn Backend>,
     /// The backend failed (fatally); it is not polled any more.
     backend_failed: bool,
@@ -445,8 +451,8 @@ impl Inner {
         let mut put = |off: usize, v: &[u8]| b[off..off + v.len()].copy_from_slice(v);
         put(0x00, &self.device_feature_select.to_le_bytes());
         let features = match self.device_feature_select {
-            0 => features::OFFERED as u32,
-            1 => (features::OFFERED >> 32) as u32,
+            0 => self.offered as u32,
+            1 => (self.offered >> 32) as u32,
             _ => 0,
         };
         put(0x04, &features.to_le_bytes());
@@ -552,7 +558,7 @@ impl Inner {
         let mut new = new | (old & status::NEEDS_RESET);
         if new & status::FEATURES_OK != 0 && old & status::FEATURES_OK == 0 {
             let f = self.driver_features;
-            if f & !features::OFFERED != 0 || f & features::VERSION_1 == 0 {
+            if f & !self.offered != 0 || f & features::VERSION_1 == 0 {
                 new &= !status::FEATURES_OK;
             }
         }
@@ -787,6 +793,9 @@ impl VirtioNet {
         config[..6].copy_from_slice(&mac);
         config[6..8].copy_from_slice(&LINK_UP.to_le_bytes());
         config[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let mtu = backend.mtu();
+        config[10..12].copy_from_slice(&mtu.unwrap_or(0).to_le_bytes());
+        let offered = features::OFFERED | mtu.map_or(0, |_| features::MTU);
         let mut msix_table = [0u8; 16 * MSIX_VECTORS as usize];
         for v in 0..usize::from(MSIX_VECTORS) {
             // Vectors start masked.
@@ -805,6 +814,7 @@ impl VirtioNet {
             msix_table,
             msix_pending: 0,
             config,
+            offered,
             backend,
             backend_failed: false,
             rx_starved: false,

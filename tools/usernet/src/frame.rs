@@ -13,8 +13,8 @@ use smoltcp::wire::{
 
 /// Ethernet + IPv4 + UDP header bytes.
 const UDP_HEADERS: usize = 14 + 20 + 8;
-/// Largest frame sent to the guest (1500-byte MTU).
-pub(crate) const MAX_GUEST_FRAME: usize = 1514;
+/// Largest frame sent to the guest ([`GUEST_MTU`](crate::GUEST_MTU)).
+pub(crate) const MAX_GUEST_FRAME: usize = crate::GUEST_MTU as usize + 14;
 
 /// A TCP connection as the guest sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,9 +257,10 @@ mod tests {
         ipv4[12..14].copy_from_slice(&[8, 0]);
         ipv4[14] = 0x4f; // header length 60 > what follows
         assert_eq!(f.classify(&ipv4), Verdict::Drop);
-        assert!(
-            f.udp_frame(SocketAddrV4::new(f.gateway, 1), 1, &[0; 1500])
-                .is_none()
-        );
+        // Datagrams fit up to the guest MTU.
+        let from = SocketAddrV4::new(f.gateway, 1);
+        let most = usize::from(crate::GUEST_MTU) - 28;
+        assert!(f.udp_frame(from, 1, &vec![0; most]).is_some());
+        assert!(f.udp_frame(from, 1, &vec![0; most + 1]).is_none());
     }
 }

@@ -42,6 +42,13 @@ use queue::Shared;
 /// Largest frame [`UserNet::send`] accepts; longer ones are dropped.
 pub const MAX_FRAME: usize = 65_550;
 
+/// The IP MTU of the guest's link: jumbo frames, which the NIC offers the
+/// guest (uhyve's virtio-net `MTU` feature) so that a TCP segment carries
+/// six times the payload of a 1500-byte one. TCP to a guest that keeps a
+/// 1500-byte MTU still fits, since the guest's SYN says its segment size;
+/// a UDP datagram larger than such a guest's buffers is lost at the NIC.
+pub const GUEST_MTU: u16 = 9000;
+
 /// An inbound port forward: connections accepted on `host` are relayed to
 /// the guest's TCP port `guest_port` (uhyve's `HERMIT_APP_PORT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,14 @@
 //! when the device reports it used, without waiting for it. (The
 //! higher-level `VirtIONet` zeroes a fresh buffer for every frame and spins
 //! until the device has sent it; under an emulating hypervisor both cost
-//! more than building the frame.)
+//! more than building the frame.) Transmit buffers are allocated as the
+//! queue first fills, so a card that sends little holds few.
+//!
+//! A device offering `VIRTIO_NET_F_MTU` with an MTU from [`MIN_MTU`] to
+//! [`MAX_MTU`] gets it negotiated (through [`ExtraFeatures`], since
+//! `virtio-drivers` does not know the bit) and buffers sized for it: uhyve's
+//! user-mode backend offers 9000, so TCP moves six times the payload per
+//! frame. Otherwise the MTU is 1500.
 //!
 //! `virtio-drivers`' PCI transport leaves the queues' MSI-X vectors at
 //! "no vector", so with MSI-X on the device would never interrupt;
@@ -23,20 +30,32 @@ use virtio_drivers::transport::Transport;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
+use super::notify::ExtraFeatures;
 use crate::nic::{MAX_FRAME, Nic, TxError};
 use crate::pci::{ConfigAccess, Enabled, VirtioCam};
 
 /// Descriptors per queue.
 pub const QUEUE_SIZE: usize = 256;
-/// Buffer size: a full frame plus the virtio-net header (12 bytes with
-/// VERSION_1, 10 for legacy devices).
-const BUFFER: usize = 2048;
 /// Receive queue index.
 pub const RX_QUEUE: u16 = 0;
 /// Transmit queue index.
 pub const TX_QUEUE: u16 = 1;
-
-const _: () = assert!(MAX_FRAME + 12 <= BUFFER);
+/// `VIRTIO_NET_F_MTU`: the device's configuration holds its MTU.
+pub const F_MTU: u64 = 1 << 3;
+/// Offset of the `mtu` field in the virtio-net configuration.
+const CONFIG_MTU: usize = 10;
+/// The MTU used without `VIRTIO_NET_F_MTU`.
+pub const DEFAULT_MTU: usize = MAX_FRAME - ETHERNET_HEADER;
+/// The smallest MTU a device may offer (IPv4's minimum).
+pub const MIN_MTU: usize = 68;
+/// The largest MTU taken from a device: a larger offer falls back to
+/// [`DEFAULT_MTU`] rather than have the driver hold 256 huge buffers.
+pub const MAX_MTU: usize = 9000;
+/// Ethernet header bytes in front of the IP packet.
+const ETHERNET_HEADER: usize = 14;
+/// The virtio-net header in front of every frame (12 bytes with
+/// VERSION_1, 10 for legacy devices).
+const VIRTIO_HEADER: usize = 12;
 
 /// Why the device could not be brought up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,38 +75,69 @@ impl core::fmt::Display for NetError {
     }
 }
 
-type Buffer = Box<[u8; BUFFER]>;
+type Buffer = Box<[u8]>;
 
-fn buffer() -> Buffer {
-    Box::new([0; BUFFER])
+/// The MTU to use with a device offering `features`, whose configuration
+/// says `offered` when it has [`F_MTU`]: `Some` when that MTU should be
+/// negotiated.
+pub fn choose_mtu(features: u64, offered: u16) -> Option<usize> {
+    let mtu = usize::from(offered);
+    (features & F_MTU != 0 && (MIN_MTU..=MAX_MTU).contains(&mtu)).then_some(mtu)
 }
 
 /// A virtio network card.
 pub struct VirtioNet<H: Hal, T: Transport> {
     dev: VirtIONetRaw<H, T, QUEUE_SIZE>,
+    /// The negotiated IP MTU.
+    mtu: usize,
     /// The receive buffer the device holds under each token.
     rx: Vec<Option<Buffer>>,
     /// The transmit buffer the device holds under each token.
     tx_busy: Vec<Option<Buffer>>,
     /// Transmit buffers the device does not hold.
     tx_free: Vec<Buffer>,
+    /// Transmit buffers allocated so far (at most [`QUEUE_SIZE`]).
+    tx_allocated: usize,
 }
 
-impl<H: Hal, T: Transport> VirtioNet<H, T> {
-    /// Negotiates with the device behind `transport` and fills the receive
-    /// queue.
-    pub fn new(transport: T) -> Result<Self, NetError> {
+impl<H: Hal, T: Transport + ExtraFeatures> VirtioNet<H, T> {
+    /// Negotiates with the device behind `transport` (its MTU too, when it
+    /// offers a usable one) and fills the receive queue.
+    pub fn new(mut transport: T) -> Result<Self, NetError> {
+        let features = transport.read_device_features();
+        let offered = if features & F_MTU != 0 {
+            transport.read_config_space::<u16>(CONFIG_MTU).unwrap_or(0)
+        } else {
+            0
+        };
+        let mtu = match choose_mtu(features, offered) {
+            Some(mtu) => {
+                transport.request_features(F_MTU);
+                mtu
+            }
+            None => DEFAULT_MTU,
+        };
         let dev = VirtIONetRaw::new(transport).map_err(NetError::Virtio)?;
         let mut nic = Self {
             dev,
+            mtu,
             rx: (0..QUEUE_SIZE).map(|_| None).collect(),
             tx_busy: (0..QUEUE_SIZE).map(|_| None).collect(),
-            tx_free: (0..QUEUE_SIZE).map(|_| buffer()).collect(),
+            tx_free: Vec::with_capacity(QUEUE_SIZE),
+            tx_allocated: 0,
         };
         for _ in 0..QUEUE_SIZE {
-            nic.post_rx(buffer()).map_err(NetError::Virtio)?;
+            let buf = nic.buffer();
+            nic.post_rx(buf).map_err(NetError::Virtio)?;
         }
         Ok(nic)
+    }
+}
+
+impl<H: Hal, T: Transport> VirtioNet<H, T> {
+    /// A zeroed buffer for one frame of the negotiated MTU and its header.
+    fn buffer(&self) -> Buffer {
+        alloc::vec![0; self.mtu + ETHERNET_HEADER + VIRTIO_HEADER].into_boxed_slice()
     }
 
     /// Hands `buf` to the device for a frame to receive.
@@ -135,6 +185,14 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
     /// (QEMU completes transmissions in a bottom half, uhyve in its
     /// worker thread). `None` if the device never finishes one.
     fn free_tx_buffer(&mut self) -> Option<Buffer> {
+        self.reclaim_tx();
+        if let Some(buf) = self.tx_free.pop() {
+            return Some(buf);
+        }
+        if self.tx_allocated < QUEUE_SIZE {
+            self.tx_allocated += 1;
+            return Some(self.buffer());
+        }
         for _ in 0..TX_FULL_POLLS {
             self.reclaim_tx();
             if let Some(buf) = self.tx_free.pop() {
@@ -176,7 +234,7 @@ impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
     }
 
     fn transmit(&mut self, len: usize, f: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
-        if !(14..=MAX_FRAME).contains(&len) {
+        if !(ETHERNET_HEADER..=self.mtu + ETHERNET_HEADER).contains(&len) {
             return Err(TxError::BadLength(len));
         }
         let Some(mut buf) = self.free_tx_buffer() else {
@@ -214,6 +272,10 @@ impl<H: Hal, T: Transport> Nic for VirtioNet<H, T> {
                 Err(TxError::Device)
             }
         }
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
     }
 
     fn ack_interrupt(&mut self) -> bool {
@@ -315,6 +377,18 @@ pub unsafe fn mmio_ack(base: *mut u8) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mtu_is_taken_only_when_offered_and_sane() {
+        assert_eq!(choose_mtu(F_MTU, 9000), Some(9000));
+        assert_eq!(choose_mtu(F_MTU | 1 << 5, 1500), Some(1500));
+        assert_eq!(choose_mtu(F_MTU, 68), Some(68));
+        assert_eq!(choose_mtu(1 << 5, 9000), None, "not offered");
+        assert_eq!(choose_mtu(F_MTU, 67), None, "below IPv4's minimum");
+        assert_eq!(choose_mtu(F_MTU, 9001), None, "above MAX_MTU");
+        assert_eq!(choose_mtu(F_MTU, 0), None);
+        assert_eq!(DEFAULT_MTU, 1500);
+    }
 
     #[test]
     fn route_queues_selects_then_writes() {

@@ -9,7 +9,8 @@
 //! notify registers it was given directly, once per notify, as virtio
 //! allows (the offsets are fixed once read); every other call goes to the
 //! wrapped transport, except that it negotiates no event indices (see
-//! [`DirectNotify`]'s `begin_init`).
+//! [`DirectNotify`]'s `begin_init`) and can ask for features
+//! `virtio-drivers` does not ([`ExtraFeatures`]).
 
 use core::fmt::Debug;
 use core::ops::BitAnd;
@@ -36,6 +37,23 @@ pub struct DirectNotify<T> {
     /// Notify register address per queue (0: unknown, notify through
     /// `inner`).
     registers: [u64; MAX_QUEUES],
+    /// Feature bits asked for on top of the driver's.
+    extra: u64,
+}
+
+/// A transport that can negotiate feature bits the `virtio-drivers` device
+/// driver does not know, for a driver built on it that handles them (such
+/// as virtio-net's `MTU`, which only needs a configuration field read).
+pub trait ExtraFeatures {
+    /// Asks for `bits` too at the next feature negotiation; the device
+    /// grants those it offers.
+    fn request_features(&mut self, bits: u64);
+}
+
+impl<T> ExtraFeatures for DirectNotify<T> {
+    fn request_features(&mut self, bits: u64) {
+        self.extra |= bits;
+    }
 }
 
 impl<T: Transport> DirectNotify<T> {
@@ -47,7 +65,11 @@ impl<T: Transport> DirectNotify<T> {
     /// register of that queue of the device `inner` drives, valid for as
     /// long as the result lives.
     pub unsafe fn new(inner: T, registers: [u64; MAX_QUEUES]) -> Self {
-        Self { inner, registers }
+        Self {
+            inner,
+            registers,
+            extra: 0,
+        }
     }
 
     /// Wraps `inner` and notifies every queue through it.
@@ -55,6 +77,7 @@ impl<T: Transport> DirectNotify<T> {
         Self {
             inner,
             registers: [0; MAX_QUEUES],
+            extra: 0,
         }
     }
 }
@@ -136,7 +159,9 @@ impl<T: Transport> Transport for DirectNotify<T> {
         // so once past the device's event index it notifies every buffer,
         // and a device cannot switch notifies off. The ring flags
         // (VRING_USED_F_NO_NOTIFY) it honours exactly.
-        let supported = F::from_bits_truncate(supported_features.bits() & !RING_EVENT_IDX);
+        // Extra bits the feature type does not define are dropped here.
+        let supported =
+            F::from_bits_truncate((supported_features.bits() & !RING_EVENT_IDX) | self.extra);
         self.inner.begin_init(supported)
     }
 
@@ -240,10 +265,13 @@ mod tests {
     use super::*;
     use virtio_drivers::PhysAddr;
 
-    /// Counts the notifies that reach it; nothing else is used.
+    /// Counts the notifies that reach it and records the features the
+    /// driver wrote; offers `offered`.
     #[derive(Default)]
     struct Counting {
         notified: [u32; MAX_QUEUES],
+        offered: u64,
+        written: u64,
     }
 
     impl Transport for Counting {
@@ -251,9 +279,11 @@ mod tests {
             DeviceType::Network
         }
         fn read_device_features(&mut self) -> u64 {
-            0
+            self.offered
         }
-        fn write_driver_features(&mut self, _: u64) {}
+        fn write_driver_features(&mut self, features: u64) {
+            self.written = features;
+        }
         fn max_queue_size(&mut self, _: u16) -> u32 {
             16
         }
@@ -303,6 +333,32 @@ mod tests {
         plain.notify(0);
         plain.notify(1);
         assert_eq!(plain.inner.notified, [1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn extra_features_are_negotiated_when_offered_and_event_idx_never() {
+        bitflags::bitflags! {
+            /// The bits of `virtio-drivers`' (private) net features used here.
+            #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+            struct Features: u64 {
+                const MTU = 1 << 3;
+                const MAC = 1 << 5;
+                const RING_EVENT_IDX = 1 << 29;
+            }
+        }
+        let offered = (Features::MAC | Features::MTU | Features::RING_EVENT_IDX).bits();
+        let wanted = Features::MAC | Features::RING_EVENT_IDX;
+        let mut t = DirectNotify::through(Counting {
+            offered,
+            ..Default::default()
+        });
+        assert_eq!(t.begin_init(wanted), Features::MAC);
+        t.request_features(Features::MTU.bits());
+        assert_eq!(t.begin_init(wanted), Features::MAC | Features::MTU);
+        assert_eq!(t.inner.written, (Features::MAC | Features::MTU).bits());
+        // Not offered: not negotiated.
+        t.inner.offered = Features::MAC.bits();
+        assert_eq!(t.begin_init(wanted), Features::MAC);
     }
 
     #[test]

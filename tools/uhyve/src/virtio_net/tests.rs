@@ -81,6 +81,27 @@ impl Backend for FakeBackend {
     }
 }
 
+/// A [`FakeBackend`] that carries jumbo frames.
+struct Jumbo(FakeBackend);
+
+impl Backend for Jumbo {
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.0.send(frame)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        self.0.recv(buf)
+    }
+
+    fn ready_fd(&self) -> RawFd {
+        self.0.ready_fd()
+    }
+
+    fn mtu(&self) -> Option<u16> {
+        Some(9000)
+    }
+}
+
 /// Registered notify ioeventfds: a clone of the fd, address, value.
 type Ioevents = Vec<(EventFd, u64, u16)>;
 
@@ -476,6 +497,34 @@ fn negotiation_and_device_config() {
     d.write(0x0c, 4, features::MAC);
     d.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
     assert_eq!(d.status() & status::FEATURES_OK, 0);
+    // No MTU without a backend that has one.
+    d.set_status(0);
+    d.set_status(status::ACKNOWLEDGE | status::DRIVER);
+    d.write(0x08, 4, 0);
+    d.write(0x0c, 4, features::MAC | features::MTU);
+    d.write(0x08, 4, 1);
+    d.write(0x0c, 4, features::VERSION_1 >> 32);
+    d.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+    assert_eq!(d.status() & status::FEATURES_OK, 0);
+    assert_eq!(d.read(DEVICE_CFG + 10, 2), 0, "no MTU");
+}
+
+#[test]
+fn a_backend_mtu_is_offered_and_accepted() {
+    let fake = FakeBackend::new();
+    let d = Driver::with_backend(fake.clone(), Box::new(Jumbo(fake)));
+    assert_eq!(d.negotiate(), features::OFFERED | features::MTU);
+    assert_ne!(d.status() & status::FEATURES_OK, 0);
+    assert_eq!(d.read(DEVICE_CFG + 10, 2), 9000);
+    // A driver may also leave it.
+    d.set_status(0);
+    d.set_status(status::ACKNOWLEDGE | status::DRIVER);
+    d.write(0x08, 4, 0);
+    d.write(0x0c, 4, features::MAC);
+    d.write(0x08, 4, 1);
+    d.write(0x0c, 4, features::VERSION_1 >> 32);
+    d.set_status(status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+    assert_ne!(d.status() & status::FEATURES_OK, 0);
 }
 
 #[test]
