@@ -29,7 +29,7 @@ pub use hermit_net::{Shutdown, TcpListener, TcpStream};
 
 /// Backlog of [`listen`]: connections accepted by the stack before the
 /// application calls `accept` (each is a listening smoltcp socket with its
-/// buffers allocated and zeroed up front, 512 KiB by default, so a large
+/// buffers allocated and zeroed up front, 768 KiB by default, so a large
 /// backlog makes `listen` slow where kernel code is emulated; use
 /// [`Stack::tcp_listen`] to choose another). Further SYNs are dropped and
 /// retried by the client, as on Linux with a full accept queue.

@@ -21,8 +21,8 @@ use crate::sys;
 use crate::udp::{UdpKey, UdpNat};
 
 /// Per-direction buffer of each relayed TCP connection: the most a connection
-/// holds in the backend, and the guest-side window. Twice the guest stack's
-/// default buffers, so that this end's window is not what limits a transfer.
+/// holds in the backend, and the guest-side window. As large as the guest
+/// stack's receive buffer, so that this end's window does not limit a transfer.
 const TCP_BUFFER: usize = 512 * 1024;
 /// Guest frames handled per loop turn before host sockets get a look.
 const FRAMES_PER_TURN: usize = 256;
