@@ -140,6 +140,15 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
         alloc::vec![0; self.mtu + ETHERNET_HEADER + VIRTIO_HEADER].into_boxed_slice()
     }
 
+    /// [`Self::buffer`], or `None` when the heap cannot hold one more.
+    fn try_buffer(&self) -> Option<Buffer> {
+        let len = self.mtu + ETHERNET_HEADER + VIRTIO_HEADER;
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).ok()?;
+        v.resize(len, 0);
+        Some(v.into_boxed_slice())
+    }
+
     /// Hands `buf` to the device for a frame to receive.
     fn post_rx(&mut self, mut buf: Buffer) -> Result<(), virtio_drivers::Error> {
         // SAFETY: the buffer is kept in `self.rx` under its token and not
@@ -179,8 +188,9 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
 const TX_FULL_POLLS: u32 = 1 << 20;
 
 impl<H: Hal, T: Transport> VirtioNet<H, T> {
-    /// A transmit buffer the device does not hold. With all of them in
-    /// flight, waits for the device to finish one: dropping the frame
+    /// A transmit buffer the device does not hold: a reclaimed one, else a
+    /// new one while fewer than [`QUEUE_SIZE`] exist and the heap has room.
+    /// With all of them in flight, waits for the device to finish one: dropping the frame
     /// instead would cost a TCP retransmission, far more than the wait
     /// (QEMU completes transmissions in a bottom half, uhyve in its
     /// worker thread). `None` if the device never finishes one.
@@ -189,9 +199,11 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
         if let Some(buf) = self.tx_free.pop() {
             return Some(buf);
         }
-        if self.tx_allocated < QUEUE_SIZE {
+        if self.tx_allocated < QUEUE_SIZE
+            && let Some(buf) = self.try_buffer()
+        {
             self.tx_allocated += 1;
-            return Some(self.buffer());
+            return Some(buf);
         }
         for _ in 0..TX_FULL_POLLS {
             self.reclaim_tx();
