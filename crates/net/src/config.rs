@@ -23,9 +23,9 @@ pub struct Config {
     pub dhcp: bool,
     /// Receive buffer of each TCP socket, in bytes: the window offered to
     /// the peer, which bounds receive throughput at the path's round trip
-    /// (512 KiB by default; on uhyve's user-mode network, 32 KiB messages
-    /// were received at 140 MB/s with 64 KiB, about 340 with 256 KiB and
-    /// 690 with 512 KiB).
+    /// (512 KiB by default; on uhyve's user-mode network with jumbo
+    /// frames, 32 KiB messages were received at about 340 MB/s with 256 KiB
+    /// and 690-820 with 512 KiB).
     pub tcp_rx_buffer: usize,
     /// Transmit buffer of each TCP socket, in bytes (256 KiB by default).
     pub tcp_tx_buffer: usize,
