@@ -310,35 +310,10 @@ mod tests {
     use hermit_interface::fs::{Op, open_flags};
 
     use super::*;
+    use crate::hypercall::tests::HostDir;
 
     const MEM: u64 = 1 << 20;
     const PAGE_AT: u64 = 0x1000;
-
-    /// A temporary host directory holding `f` ("file data") and a server
-    /// for it; the directory is removed on drop.
-    struct HostDir(std::path::PathBuf);
-
-    impl HostDir {
-        fn new(name: &str) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("uhyve-fsq-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::create_dir_all(&path).unwrap();
-            std::fs::write(path.join("f"), b"file data").unwrap();
-            Self(path)
-        }
-
-        fn server(&self) -> Arc<Server> {
-            let mount = hermit_hostfs::Mount::new(&self.0, "/data").unwrap();
-            Arc::new(Server::new(vec![mount]).unwrap())
-        }
-    }
-
-    impl Drop for HostDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// uhyve's kick signal, its handler installed.
     fn signal() -> libc::c_int {
@@ -425,12 +400,13 @@ mod tests {
     fn the_page_must_be_aligned_guest_ram() {
         let dir = HostDir::new("register");
         let mem = memory();
-        let err = FsQueue::start(mem.clone(), dir.server(), PAGE_AT + 8, None).unwrap_err();
+        let err =
+            FsQueue::start(mem.clone(), Arc::new(dir.server()), PAGE_AT + 8, None).unwrap_err();
         assert!(matches!(err, QueueError::Misaligned(_)), "{err}");
         assert_eq!(err.errno(), -errno::EINVAL);
-        let err = FsQueue::start(mem.clone(), dir.server(), MEM, None).unwrap_err();
+        let err = FsQueue::start(mem.clone(), Arc::new(dir.server()), MEM, None).unwrap_err();
         assert!(matches!(err, QueueError::OutsideRam(_)), "{err}");
-        let err = FsQueue::start(mem, dir.server(), !0xfff, None).unwrap_err();
+        let err = FsQueue::start(mem, Arc::new(dir.server()), !0xfff, None).unwrap_err();
         assert!(matches!(err, QueueError::OutsideRam(_)), "{err}");
     }
 
@@ -439,7 +415,7 @@ mod tests {
         let dir = HostDir::new("serve");
         let mem = memory();
         mem.write_slice(b"f", GuestAddress(0x3000)).unwrap();
-        let queue = FsQueue::start(mem.clone(), dir.server(), PAGE_AT, None).unwrap();
+        let queue = FsQueue::start(mem.clone(), Arc::new(dir.server()), PAGE_AT, None).unwrap();
         guest_call(&queue, &mem, 0, open_f());
         let handle = wait_done(&mem, 0);
         assert_eq!(handle, 3);
@@ -472,7 +448,7 @@ mod tests {
         let dir = HostDir::new("hostile");
         let mem = memory();
         mem.write_slice(b"f", GuestAddress(0x3000)).unwrap();
-        let queue = FsQueue::start(mem.clone(), dir.server(), PAGE_AT, None).unwrap();
+        let queue = FsQueue::start(mem.clone(), Arc::new(dir.server()), PAGE_AT, None).unwrap();
         guest_call(&queue, &mem, 0, open_f());
         let handle = wait_done(&mem, 0) as i32;
         // A buffer outside RAM, or wrapping around, is the guest's EFAULT.

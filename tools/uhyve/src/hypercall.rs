@@ -463,7 +463,7 @@ fn u64_at(raw: &[u8], offset: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use hermit_interface::fs::{FileStat, Op, open_flags};
     use hermit_interface::hypercall::PORT_BASE;
 
@@ -727,11 +727,12 @@ mod tests {
         assert!(read_log_since(&mem, 0x4000, 0).is_err());
     }
 
-    /// A temporary host directory holding `f` ("file data"), removed on drop.
-    struct HostDir(std::path::PathBuf);
+    /// A temporary host directory holding `f` ("file data"), removed on drop
+    /// (also used by the file-call queue's tests).
+    pub(crate) struct HostDir(std::path::PathBuf);
 
     impl HostDir {
-        fn new(name: &str) -> Self {
+        pub(crate) fn new(name: &str) -> Self {
             let path = std::env::temp_dir().join(format!("uhyve-fs-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
@@ -739,7 +740,8 @@ mod tests {
             Self(path)
         }
 
-        fn server(&self) -> Server {
+        /// A file server with the directory mounted at `/data`.
+        pub(crate) fn server(&self) -> Server {
             let mount = hermit_hostfs::Mount::new(&self.0, "/data").unwrap();
             Server::new(vec![mount]).unwrap()
         }

@@ -64,6 +64,8 @@ pub enum NetError {
     Virtio(virtio_drivers::Error),
     /// The PCI function is not a usable virtio device.
     Pci,
+    /// The heap cannot hold the receive buffers.
+    NoMemory,
 }
 
 impl core::fmt::Display for NetError {
@@ -71,6 +73,7 @@ impl core::fmt::Display for NetError {
         match self {
             Self::Virtio(e) => write!(f, "virtio-net: {e}"),
             Self::Pci => f.write_str("virtio-net: not a usable virtio-pci function"),
+            Self::NoMemory => f.write_str("virtio-net: no memory for the receive buffers"),
         }
     }
 }
@@ -127,7 +130,7 @@ impl<H: Hal, T: Transport + ExtraFeatures> VirtioNet<H, T> {
             tx_allocated: 0,
         };
         for _ in 0..QUEUE_SIZE {
-            let buf = nic.buffer();
+            let buf = nic.buffer().ok_or(NetError::NoMemory)?;
             nic.post_rx(buf).map_err(NetError::Virtio)?;
         }
         Ok(nic)
@@ -135,13 +138,9 @@ impl<H: Hal, T: Transport + ExtraFeatures> VirtioNet<H, T> {
 }
 
 impl<H: Hal, T: Transport> VirtioNet<H, T> {
-    /// A zeroed buffer for one frame of the negotiated MTU and its header.
-    fn buffer(&self) -> Buffer {
-        alloc::vec![0; self.mtu + ETHERNET_HEADER + VIRTIO_HEADER].into_boxed_slice()
-    }
-
-    /// [`Self::buffer`], or `None` when the heap cannot hold one more.
-    fn try_buffer(&self) -> Option<Buffer> {
+    /// A zeroed buffer for one frame of the negotiated MTU and its header,
+    /// or `None` when the heap cannot hold one more.
+    fn buffer(&self) -> Option<Buffer> {
         let len = self.mtu + ETHERNET_HEADER + VIRTIO_HEADER;
         let mut v = Vec::new();
         v.try_reserve_exact(len).ok()?;
@@ -200,7 +199,7 @@ impl<H: Hal, T: Transport> VirtioNet<H, T> {
             return Some(buf);
         }
         if self.tx_allocated < QUEUE_SIZE
-            && let Some(buf) = self.try_buffer()
+            && let Some(buf) = self.buffer()
         {
             self.tx_allocated += 1;
             return Some(buf);
@@ -311,15 +310,23 @@ pub fn pci_transport<H: Hal, C: ConfigAccess + Copy>(
 
 /// `cfg_type` of the virtio-pci common configuration capability.
 const VIRTIO_PCI_CAP_COMMON_CFG: u8 = 1;
+/// `cfg_type` of the virtio-pci notification capability.
+pub(crate) const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
 /// Offsets in the common configuration structure (virtio 1.x, 4.1.4.3).
 const COMMON_MSIX_CONFIG: usize = 0x10;
 pub(crate) const COMMON_QUEUE_SELECT: usize = 0x16;
 pub(crate) const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1e;
 const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1a;
 
-/// Physical address of the common configuration structure of an enabled
-/// virtio-pci function.
-pub fn common_cfg_address(access: &impl ConfigAccess, function: &Enabled) -> Option<u64> {
+/// The config-space offset of an enabled function's first virtio-pci
+/// capability (vendor-specific, ID 0x09) of `cfg_type` that is at least
+/// `min_len` bytes long, and the address its (BAR, offset) names.
+pub(crate) fn virtio_capability(
+    access: &impl ConfigAccess,
+    function: &Enabled,
+    cfg_type: u8,
+    min_len: u8,
+) -> Option<(u16, u64)> {
     let a = function.address;
     if access.read(a, 4) & (1 << 20) == 0 {
         return None;
@@ -329,15 +336,21 @@ pub fn common_cfg_address(access: &impl ConfigAccess, function: &Enabled) -> Opt
     while ptr != 0 && hops < 48 {
         hops += 1;
         let head = access.read(a, ptr);
-        if head as u8 == 0x09 && (head >> 24) as u8 == VIRTIO_PCI_CAP_COMMON_CFG {
+        if head as u8 == 0x09 && (head >> 16) as u8 >= min_len && (head >> 24) as u8 == cfg_type {
             let bar = access.read(a, ptr + 4) as u8;
             let offset = access.read(a, ptr + 8);
             let bar = function.bars.get(usize::from(bar))?.as_ref()?;
-            return Some(bar.address + u64::from(offset));
+            return Some((ptr, bar.address.checked_add(u64::from(offset))?));
         }
         ptr = ((head >> 8) & 0xfc) as u16;
     }
     None
+}
+
+/// Physical address of the common configuration structure of an enabled
+/// virtio-pci function.
+pub fn common_cfg_address(access: &impl ConfigAccess, function: &Enabled) -> Option<u64> {
+    virtio_capability(access, function, VIRTIO_PCI_CAP_COMMON_CFG, 0).map(|(_, addr)| addr)
 }
 
 /// Routes the configuration-change interrupt to MSI-X entry `config` and

@@ -19,11 +19,11 @@ use virtio_drivers::Result;
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
-use super::net::{COMMON_QUEUE_NOTIFY_OFF, COMMON_QUEUE_SELECT};
+use super::net::{
+    COMMON_QUEUE_NOTIFY_OFF, COMMON_QUEUE_SELECT, VIRTIO_PCI_CAP_NOTIFY_CFG, virtio_capability,
+};
 use crate::pci::{ConfigAccess, Enabled};
 
-/// `cfg_type` of the virtio-pci notification capability.
-const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
 /// The `VIRTIO_F_RING_EVENT_IDX` feature bit, which [`DirectNotify`] does
 /// not negotiate.
 const RING_EVENT_IDX: u64 = 1 << 29;
@@ -233,31 +233,11 @@ fn notify_register(base: u64, multiplier: u32, offset: u16) -> u64 {
 }
 
 /// The notification capability's region (BAR address + offset) and its
-/// `notify_off_multiplier`.
+/// `notify_off_multiplier` (at byte 16, so the capability is at least 20
+/// bytes long).
 fn notify_capability(access: &impl ConfigAccess, function: &Enabled) -> Option<(u64, u32)> {
-    let a = function.address;
-    if access.read(a, 4) & (1 << 20) == 0 {
-        return None;
-    }
-    let mut ptr = (access.read(a, 0x34) & 0xfc) as u16;
-    let mut hops = 0;
-    while ptr != 0 && hops < 48 {
-        hops += 1;
-        let head = access.read(a, ptr);
-        // A vendor capability of at least 20 bytes (the multiplier is at 16).
-        if head as u8 == 0x09
-            && (head >> 16) as u8 >= 20
-            && (head >> 24) as u8 == VIRTIO_PCI_CAP_NOTIFY_CFG
-        {
-            let bar = access.read(a, ptr + 4) as u8;
-            let offset = access.read(a, ptr + 8);
-            let multiplier = access.read(a, ptr + 16);
-            let bar = function.bars.get(usize::from(bar))?.as_ref()?;
-            return Some((bar.address.checked_add(u64::from(offset))?, multiplier));
-        }
-        ptr = ((head >> 8) & 0xfc) as u16;
-    }
-    None
+    let (ptr, region) = virtio_capability(access, function, VIRTIO_PCI_CAP_NOTIFY_CFG, 20)?;
+    Some((region, access.read(function.address, ptr + 16)))
 }
 
 #[cfg(test)]
