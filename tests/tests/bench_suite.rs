@@ -152,7 +152,12 @@ fn fileio(hv: Hypervisor) {
             .contains("info fileio file=/bench/hermit-bench-fileio.dat total-mib=1 "),
         "{out:?}"
     );
-    for name in ["fileio-write", "fileio-read"] {
+    for name in [
+        "fileio-write",
+        "fileio-read",
+        "fileio-write-large",
+        "fileio-read-large",
+    ] {
         assert!(expect(&out.stdout, name, "MB/s") > 0.0, "{out:?}");
     }
     for name in ["fileio-write-1", "fileio-pwrite-1", "fileio-pread-1"] {
@@ -334,6 +339,8 @@ fn suite_quick_fileio() {
     for row in [
         "fileio-write (MB/s)",
         "fileio-read (MB/s)",
+        "fileio-write-large (MB/s)",
+        "fileio-read-large (MB/s)",
         "fileio-write-1 (cycles)",
         "fileio-pwrite-1 (cycles)",
         "fileio-pread-1 (cycles)",

@@ -5,7 +5,7 @@
 //! benchmarks basic [--reps N] [--iters N] [--touch-mib N] [BENCH...]
 //! benchmarks hourglass [--ms N] [--threshold CYCLES]
 //! benchmarks stream [--elements N] [--ntimes N]
-//! benchmarks fileio DIR [--total-mib N] [--chunk-kib N] [--small N] [--reps N]
+//! benchmarks fileio DIR [--total-mib N] [--chunk-kib N] [--large-kib N] [--small N] [--reps N]
 //! ```
 //!
 //! `fileio` needs DIR to be a host directory mapped with `HERMIT_MOUNT`

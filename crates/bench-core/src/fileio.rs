@@ -5,6 +5,8 @@
 //! | --- | --- |
 //! | `fileio-write` | MB/s (10^6 bytes) writing `--total-mib` MiB in `--chunk-kib` KiB `write`s to a new file |
 //! | `fileio-read` | MB/s reading that file back sequentially in the same chunks |
+//! | `fileio-write-large` | like `fileio-write` in `--large-kib` KiB chunks (default 1024; 0 skips both large figures) |
+//! | `fileio-read-large` | like `fileio-read` in those chunks |
 //! | `fileio-write-1` | one `write` of 1 byte at the file position (the file grows) |
 //! | `fileio-pwrite-1` | one positioned write of 1 byte at offset 0 |
 //! | `fileio-pread-1` | one positioned read of 1 byte at offset 0 |
@@ -16,7 +18,10 @@
 //! and nothing is synced to disk: on Linux the data goes to the page
 //! cache, and a hermit guest's calls end in the host's `write`/`read` on a
 //! mapped directory, so both sides measure the same host work plus their
-//! own path to it. The file is removed afterwards, also after a failure.
+//! own path to it. The file is removed after each phase (also after a failure), so that no
+//! phase truncates a file whose data the host has not written to disk yet
+//! (ext4 then starts writing it out, and that disk traffic would land in
+//! the next phase).
 
 use alloc::format;
 use alloc::string::String;
@@ -30,8 +35,17 @@ pub const FILE_NAME: &str = "hermit-bench-fileio.dat";
 /// The small-call figures, in the order they run.
 pub const SMALL: [&str; 3] = ["fileio-write-1", "fileio-pwrite-1", "fileio-pread-1"];
 
-/// The throughput figures (MB/s).
-pub const THROUGHPUT: [&str; 2] = ["fileio-write", "fileio-read"];
+/// Alignment of the sequential I/O buffer (a page).
+const BUF_ALIGN: usize = 4096;
+
+/// The throughput figures (MB/s): write and read in `--chunk-kib` chunks,
+/// then in `--large-kib` chunks.
+pub const THROUGHPUT: [&str; 4] = [
+    "fileio-write",
+    "fileio-read",
+    "fileio-write-large",
+    "fileio-read-large",
+];
 
 /// The file operations a platform offers (`std::fs::File` on Linux,
 /// `hermit::fs::File` in the guest). Errors are messages for the report.
@@ -64,6 +78,9 @@ pub struct Config {
     pub total_mib: u32,
     /// Size of one sequential `write`/`read`, in KiB.
     pub chunk_kib: u32,
+    /// Size of one `write`/`read` of the large-chunk pass, in KiB (0: no
+    /// such pass).
+    pub large_kib: u32,
     /// Small calls of each kind per repetition.
     pub small: u32,
     /// Repetitions.
@@ -72,13 +89,14 @@ pub struct Config {
 
 impl Config {
     /// Parses the arguments after `fileio`: `DIR [--total-mib N]
-    /// [--chunk-kib N] [--small N] [--reps N]`.
+    /// [--chunk-kib N] [--large-kib N] [--small N] [--reps N]`.
     pub fn parse<'a>(args: impl IntoIterator<Item = &'a str>) -> Result<Config, Error> {
         let mut dir = None;
         let mut cfg = Config {
             dir: String::new(),
             total_mib: 64,
             chunk_kib: 64,
+            large_kib: 1024,
             small: 1000,
             reps: 3,
         };
@@ -87,6 +105,7 @@ impl Config {
             match arg {
                 "--total-mib" => cfg.total_mib = number(arg, it.next(), 16 * 1024)? as u32,
                 "--chunk-kib" => cfg.chunk_kib = number(arg, it.next(), 64 * 1024)? as u32,
+                "--large-kib" => cfg.large_kib = large_kib(it.next())?,
                 "--small" => cfg.small = number(arg, it.next(), 10_000_000)? as u32,
                 "--reps" => cfg.reps = number(arg, it.next(), 1000)? as u32,
                 flag if flag.starts_with("--") => {
@@ -106,9 +125,15 @@ impl Config {
         }
         let dir =
             dir.ok_or_else(|| Error::Usage(format!("fileio needs a DIR; {}", crate::USAGE)))?;
-        if cfg.chunk_kib > cfg.total_mib.saturating_mul(1024) {
+        let file_kib = cfg.total_mib.saturating_mul(1024);
+        if cfg.chunk_kib > file_kib {
             return Err(Error::Usage(
                 "fileio: --chunk-kib is larger than the file (--total-mib)".into(),
+            ));
+        }
+        if cfg.large_kib > file_kib {
+            return Err(Error::Usage(
+                "fileio: --large-kib is larger than the file (--total-mib)".into(),
             ));
         }
         cfg.dir = dir.trim_end_matches('/').into();
@@ -116,6 +141,15 @@ impl Config {
             cfg.dir = "/".into();
         }
         Ok(cfg)
+    }
+
+    /// The chunk sizes of the throughput passes, in bytes: `--chunk-kib`,
+    /// then `--large-kib` unless it is 0.
+    fn chunks(&self) -> impl Iterator<Item = usize> {
+        [self.chunk_kib, self.large_kib]
+            .into_iter()
+            .filter(|&kib| kib > 0)
+            .map(|kib| kib as usize * 1024)
     }
 
     /// The path of the benchmark file.
@@ -128,24 +162,36 @@ impl Config {
     }
 }
 
+/// `--large-kib`'s value: like [`number`] (at most 64 MiB), but 0 is
+/// allowed (no large pass).
+fn large_kib(value: Option<&str>) -> Result<u32, Error> {
+    match value {
+        Some("0") => Ok(0),
+        v => Ok(number("--large-kib", v, 64 * 1024)? as u32),
+    }
+}
+
 /// Runs the benchmark of `cfg`, printing its figures; the file is removed
-/// at the end whatever happened.
+/// after each phase (also after a failure).
 pub fn run<P: Platform>(cfg: &Config) -> Result<(), Error> {
     let path = cfg.file();
     info::<P>(format_args!(
-        "fileio file={path} total-mib={} chunk-kib={} small={} reps={} calls={}",
+        "fileio file={path} total-mib={} chunk-kib={} large-kib={} small={} reps={} calls={}",
         cfg.total_mib,
         cfg.chunk_kib,
+        cfg.large_kib,
         cfg.small,
         cfg.reps,
         P::FILE_CALLS
     ));
-    let result = measure::<P>(cfg, &path);
-    let removed = <P::Fs as FileSystem>::remove(&path);
-    let figures = result?;
-    removed.map_err(|e| Error::Io(format!("removing {path}: {e}")))?;
+    let figures = measure::<P>(cfg, &path).inspect_err(|_| {
+        // Best effort: the failed phase may have left the file behind.
+        let _ = <P::Fs as FileSystem>::remove(&path);
+    })?;
     for (name, mut rates) in THROUGHPUT.into_iter().zip(figures.rates) {
-        report::<P>(name, thread_bench::median(&mut rates), "MB/s");
+        if !rates.is_empty() {
+            report::<P>(name, thread_bench::median(&mut rates), "MB/s");
+        }
     }
     let khz = P::tsc_khz();
     for (name, mut cycles) in SMALL.into_iter().zip(figures.small) {
@@ -158,10 +204,11 @@ pub fn run<P: Platform>(cfg: &Config) -> Result<(), Error> {
     Ok(())
 }
 
-/// What the repetitions measured: MB/s per repetition (write, read), and
-/// cycles per small call (write-1, pwrite-1, pread-1).
+/// What the repetitions measured: MB/s per repetition (in the order of
+/// [`THROUGHPUT`]; the large pass's stay empty without one), and cycles
+/// per small call (write-1, pwrite-1, pread-1).
 struct Figures {
-    rates: [Vec<f64>; 2],
+    rates: [Vec<f64>; 4],
     small: [Vec<f64>; 3],
 }
 
@@ -170,27 +217,44 @@ fn io(what: &str, path: &str, e: String) -> Error {
 }
 
 fn measure<P: Platform>(cfg: &Config, path: &str) -> Result<Figures, Error> {
-    let chunk = cfg.chunk_kib as usize * 1024;
+    let largest = cfg.chunks().max().unwrap_or(0);
     let total = cfg.total_mib as usize * 1024 * 1024;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(chunk)
-        .map_err(|_| Error::Memory(format!("a {} KiB I/O buffer", cfg.chunk_kib)))?;
-    buf.resize(chunk, 0u8);
+    // The I/O buffer starts on a page boundary on every platform: where a
+    // buffer sits within its page changes the speed of the host kernel's
+    // copy (on AMD Zen 3, a destination a few bytes past the source's page
+    // offset makes `rep movsb` several times slower), and the two sides
+    // would otherwise each get whatever their allocator hands out.
+    let mut backing = Vec::new();
+    backing
+        .try_reserve_exact(largest + BUF_ALIGN - 1)
+        .map_err(|_| Error::Memory(format!("a {} KiB I/O buffer", largest / 1024)))?;
+    backing.resize(largest + BUF_ALIGN - 1, 0u8);
+    let start = backing.as_ptr().align_offset(BUF_ALIGN).min(BUF_ALIGN - 1);
+    let buf = &mut backing[start..start + largest];
     let mut small: [Vec<f64>; 3] = Default::default();
     for s in &mut small {
         s.try_reserve_exact(cfg.small as usize * cfg.reps as usize)
             .map_err(|_| Error::Memory(format!("{} samples", cfg.small)))?;
     }
     let mut figures = Figures {
-        rates: [Vec::new(), Vec::new()],
+        rates: Default::default(),
         small,
     };
+    // Every phase starts on a file that does not exist: truncating one that
+    // still has unwritten data makes ext4 start writing it to disk
+    // (auto_da_alloc), and that disk traffic then lands in the next phase.
+    let remove = || <P::Fs as FileSystem>::remove(path).map_err(|e| io("removing", path, e));
     for _ in 0..cfg.reps {
-        let write_ns = sequential_write::<P>(path, &mut buf, total)?;
-        let read_ns = sequential_read::<P>(path, &mut buf, total)?;
-        figures.rates[0].push(mb_per_s(total, write_ns));
-        figures.rates[1].push(mb_per_s(total, read_ns));
+        for (pass, chunk) in cfg.chunks().enumerate() {
+            let buf = &mut buf[..chunk];
+            let write_ns = sequential_write::<P>(path, buf, total)?;
+            let read_ns = sequential_read::<P>(path, buf, total)?;
+            remove()?;
+            figures.rates[2 * pass].push(mb_per_s(total, write_ns));
+            figures.rates[2 * pass + 1].push(mb_per_s(total, read_ns));
+        }
         small_calls::<P>(path, cfg.small, &mut figures.small)?;
+        remove()?;
     }
     Ok(figures)
 }
@@ -404,6 +468,8 @@ mod tests {
             "2",
             "--chunk-kib",
             "4",
+            "--large-kib",
+            "0",
             "--small",
             "7",
             "--reps",
@@ -416,6 +482,7 @@ mod tests {
                 dir: "/bench".into(),
                 total_mib: 2,
                 chunk_kib: 4,
+                large_kib: 0,
                 small: 7,
                 reps: 1
             }
@@ -432,6 +499,8 @@ mod tests {
             &["a", "--bogus"],
             &["a", "--reps", "0"],
             &["a", "--total-mib", "1", "--chunk-kib", "2048"],
+            &["a", "--total-mib", "1", "--large-kib", "2048"],
+            &["a", "--large-kib"],
         ] {
             assert!(
                 matches!(Config::parse(bad.iter().copied()), Err(Error::Usage(_))),
@@ -469,6 +538,22 @@ mod tests {
             assert!(value(name, "cycles") >= 0.0);
             assert!(value(name, "ns") >= 0.0);
         }
+        assert!(!dir.join(FILE_NAME).exists(), "the file was left behind");
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn large_kib_0_skips_the_large_pass() {
+        let dir = temp_dir("fileio-nolarge");
+        let d = dir.to_str().unwrap();
+        let cfg =
+            Config::parse([d, "--total-mib", "1", "--large-kib", "0", "--small", "2"]).unwrap();
+        run::<Fake>(&cfg).unwrap();
+        let out = take_output();
+        let printed = |name: &str| out.iter().any(|l| l.starts_with(&format!("bench {name} ")));
+        assert!(printed("fileio-read"), "{out:?}");
+        assert!(!printed("fileio-read-large"), "{out:?}");
+        assert!(!printed("fileio-write-large"), "{out:?}");
         assert!(!dir.join(FILE_NAME).exists(), "the file was left behind");
         std::fs::remove_dir(&dir).unwrap();
     }

@@ -97,7 +97,7 @@ impl fmt::Display for Error {
 /// The argument syntax, for messages.
 pub const USAGE: &str = "basic [--reps N] [--iters N] [--touch-mib N] [BENCH...] | \
     hourglass [--ms N] [--threshold CYCLES] | stream [--elements N] [--ntimes N] | \
-    fileio DIR [--total-mib N] [--chunk-kib N] [--small N] [--reps N]";
+    fileio DIR [--total-mib N] [--chunk-kib N] [--large-kib N] [--small N] [--reps N]";
 
 /// A parsed command line: which benchmark, with what settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
