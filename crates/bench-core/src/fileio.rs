@@ -18,10 +18,10 @@
 //! and nothing is synced to disk: on Linux the data goes to the page
 //! cache, and a hermit guest's calls end in the host's `write`/`read` on a
 //! mapped directory, so both sides measure the same host work plus their
-//! own path to it. The file is removed after each phase (also after a failure), so that no
-//! phase truncates a file whose data the host has not written to disk yet
-//! (ext4 then starts writing it out, and that disk traffic would land in
-//! the next phase).
+//! own path to it. The file is removed after each phase (also after a
+//! failure), so that no phase truncates a file whose data the host has not
+//! written to disk yet (ext4 then starts writing it out, and that disk
+//! traffic would land in the next phase).
 
 use alloc::format;
 use alloc::string::String;
