@@ -165,9 +165,16 @@ impl Config {
 /// `--large-kib`'s value: like [`number`] (at most 64 MiB), but 0 is
 /// allowed (no large pass).
 fn large_kib(value: Option<&str>) -> Result<u32, Error> {
+    const MAX: u64 = 64 * 1024;
     match value {
         Some("0") => Ok(0),
-        v => Ok(number("--large-kib", v, 64 * 1024)? as u32),
+        v => number("--large-kib", v, MAX)
+            .map(|n| n as u32)
+            .map_err(|_| {
+                Error::Usage(format!(
+                    "--large-kib takes 0 (no large pass) or a number from 1 to {MAX}"
+                ))
+            }),
     }
 }
 
